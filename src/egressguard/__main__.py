@@ -1,0 +1,5 @@
+"""``python -m egressguard`` runs the CLI."""
+
+from egressguard.cli import entry
+
+entry()

@@ -1,0 +1,76 @@
+"""Helpers shared by the command modules: JSON output, reading inputs, argument types."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from egressguard.errors import UsageError
+
+__all__ = ["emit_json", "expand_paths", "new_parser", "read_inputs"]
+
+
+def new_parser(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    *,
+    help: str,
+    description: str,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand parser whose description and examples keep their line breaks."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def emit_json(value: Any, *, stream: Any = None) -> None:
+    """Print one JSON document (sorted keys, one line) followed by a newline."""
+    out = stream if stream is not None else sys.stdout
+    out.write(json.dumps(value, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def expand_paths(
+    paths: Sequence[str], *, suffixes: tuple[str, ...] = (".yaml", ".yml")
+) -> list[Path]:
+    """Files as given, directories expanded to their files with ``suffixes`` (sorted, recursive).
+
+    Raises ``UsageError`` for a path that does not exist or a directory with no such files.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in suffixes)
+            if not found:
+                raise UsageError(f"{raw}: directory holds no {'/'.join(suffixes)} files")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise UsageError(f"{raw}: no such file or directory")
+    return out
+
+
+def read_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(name, content)`` for each path; ``-`` (or no paths) reads standard input."""
+    if not paths or list(paths) == ["-"]:
+        yield "<stdin>", sys.stdin.buffer.read()
+        return
+    for raw in paths:
+        if raw == "-":
+            yield "<stdin>", sys.stdin.buffer.read()
+            continue
+        try:
+            yield raw, Path(raw).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{raw}: cannot read: {exc.strerror or exc}") from exc

@@ -1,0 +1,11 @@
+"""Commands: aggregate and build of blocklists."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this group's subcommands to sub."""

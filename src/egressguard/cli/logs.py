@@ -1,0 +1,11 @@
+"""Commands: parsing and following blocked-packet kernel logs."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add this group's subcommands to sub."""

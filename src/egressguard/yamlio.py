@@ -1,0 +1,166 @@
+"""Safe YAML loading that remembers where every value came from, and canonical dumping.
+
+``load_text`` composes each document into YAML nodes (never constructing arbitrary Python
+objects) and turns them into plain ``dict``/``list``/scalar values while recording the line of
+every mapping key and sequence item. Validators then report problems as
+``file:line path: message`` by asking ``Document.line_of(path)``.
+
+Rejected with a ``ManifestError`` naming file and line: YAML syntax errors, duplicate mapping
+keys (YAML forbids them; PyYAML would silently keep the last one), non-string keys, and
+documents whose aliases expand beyond a fixed node budget ("billion laughs").
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+
+from egressguard.errors import ManifestError
+from egressguard.problems import Path, Problem
+
+__all__ = ["Document", "dump_documents", "load_file", "load_text"]
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+)
+
+#: Upper bound on nodes built from one file, aliases expanded; protects against alias bombs.
+NODE_BUDGET = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document: its plain data plus where each path starts in the source."""
+
+    data: Any
+    source: str
+    index: int
+    line: int
+    lines: Mapping[Path, int] = field(repr=False, default_factory=dict)
+
+    def line_of(self, path: Sequence[str | int]) -> int:
+        """The 1-based line of ``path``, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key:
+            found = self.lines.get(key)
+            if found is not None:
+                return found
+            key = key[:-1]
+        return self.line
+
+    def locate(self, problem: Problem, path: Sequence[str | int] | None = None) -> Problem:
+        """Attach this document's file, index and the line of ``path`` to ``problem``."""
+        line = self.line_of(path) if path is not None else self.line
+        return problem.located(file=self.source, line=line, document=self.index)
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.budget = NODE_BUDGET
+        self.lines: dict[Path, int] = {}
+        self.scalars = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, message: str) -> ManifestError:
+        return ManifestError(f"{self.source}:{node.start_mark.line + 1}: {message}")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise self.fail(node, "document expands beyond the node budget (alias bomb?)")
+        if path not in self.lines:
+            self.lines[path] = node.start_mark.line + 1
+        if node.tag not in _PLAIN_TAGS:
+            raise self.fail(node, f"tag {node.tag!r} is not allowed (plain YAML only)")
+        if isinstance(node, yaml.MappingNode):
+            return self.build_mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self.scalars.construct_object(node, deep=True)
+        if isinstance(value, _dt.date | _dt.datetime):
+            return str(node.value)  # Kubernetes sees timestamps as strings
+        if isinstance(value, bytes):
+            raise self.fail(node, "binary scalars are not supported")
+        return value
+
+    def build_mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        self.scalars.flatten_mapping(node)  # resolves "<<" merge keys
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.scalars.construct_object(key_node, deep=True)
+            if isinstance(key, bool | int | float):
+                key = str(key_node.value)
+            if not isinstance(key, str):
+                raise self.fail(key_node, f"mapping key {key_node.value!r} is not a string")
+            if key in out:
+                raise self.fail(key_node, f"duplicate key {key!r}")
+            self.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = self.build(value_node, (*path, key))
+        return out
+
+
+def load_text(text: str, source: str = "<string>") -> list[Document]:
+    """Load every document of a (multi-document) YAML text. Empty documents are skipped."""
+    docs: list[Document] = []
+    try:
+        nodes = list(yaml.compose_all(text, Loader=_Loader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        what = exc.problem or exc.context or "invalid YAML"
+        raise ManifestError(
+            f"{source}{line}: invalid YAML: {what}", hint="check indentation and quoting"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{source}: invalid YAML: {exc}") from exc
+    index = 0
+    for node in nodes:
+        builder = _Builder(source)
+        data = builder.build(node, ())
+        if data is None:
+            continue
+        docs.append(
+            Document(
+                data=data,
+                source=source,
+                index=index,
+                line=node.start_mark.line + 1,
+                lines=builder.lines,
+            )
+        )
+        index += 1
+    return docs
+
+
+def load_file(path: str | FsPath) -> list[Document]:
+    """Load a YAML file (``-`` is not handled here; read stdin in the CLI)."""
+    p = FsPath(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise ManifestError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    return load_text(text, str(path))
+
+
+def dump_documents(documents: Iterable[Any]) -> str:
+    """Dump plain values as a canonical multi-document YAML text (keys in given order)."""
+    return yaml.dump_all(
+        list(documents),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        explicit_start=True,
+        allow_unicode=True,
+        width=1 << 16,
+    )
