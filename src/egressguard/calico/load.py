@@ -72,6 +72,7 @@ __all__ = [
     "port_from_yaml",
     "protocol_from_yaml",
     "rule_from_yaml",
+    "yaml_problem",
 ]
 
 #: Kinds per API group that the model understands.
@@ -758,14 +759,15 @@ def load_text(text: str, source: str = "<string>", *, validate: bool = True) -> 
     try:
         docs = yamlio.load_text(text, source)
     except ManifestError as exc:
-        return Manifests(problems=(_yaml_problem(source, exc),))
+        return Manifests(problems=(yaml_problem(source, exc),))
     return load_documents(docs, validate=validate)
 
 
 _MESSAGE_AT = re.compile(r"^(?P<src>.*?):(?P<line>\d+): (?P<msg>.*)$", re.DOTALL)
 
 
-def _yaml_problem(source: str, exc: ManifestError) -> Problem:
+def yaml_problem(source: str, exc: ManifestError) -> Problem:
+    """A ``ManifestError`` of ``yamlio`` (syntax error, unreadable file) as a located problem."""
     message = exc.message
     line = None
     if message.startswith(f"{source}:"):
@@ -803,6 +805,6 @@ def load_paths(paths: Sequence[str | FsPath], *, validate: bool = True) -> Manif
         try:
             docs.extend(yamlio.load_file(path))
         except ManifestError as exc:
-            problems.append(_yaml_problem(str(path), exc))
+            problems.append(yaml_problem(str(path), exc))
     loaded = load_documents(docs, validate=validate)
     return Manifests(loaded.resources, (*problems, *loaded.problems), loaded.converted)

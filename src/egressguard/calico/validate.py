@@ -297,7 +297,9 @@ class _Validator:
             if kind is not None and not isinstance(kind, str):
                 self.err((*prefix, "kind"), "must be a string")
             return
-        if kind in _SPEC_KEYS:
+        if api == K8S_NETWORKING_V1 and kind == "NetworkPolicy":
+            self.k8s_network_policy(doc, prefix)
+        elif kind in _SPEC_KEYS:
             if api not in CALICO_API_GROUPS:
                 self.err(
                     (*prefix, "apiVersion"),
@@ -306,8 +308,6 @@ class _Validator:
                 )
                 return
             self.calico(doc, kind, prefix)
-        elif api == K8S_NETWORKING_V1 and kind == "NetworkPolicy":
-            self.k8s_network_policy(doc, prefix)
         elif api == "v1" and kind in ("Pod", "Namespace"):
             self.core(doc, kind, prefix)
         elif kind == "StagedKubernetesNetworkPolicy":
