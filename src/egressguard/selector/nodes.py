@@ -11,12 +11,13 @@ shared freely (the parser caches them). ``str(node)`` is Calico's canonical text
 * ``has(key)``, ``all()``, ``global()``;
 * ``!operand``; ``(a && b && c)`` and ``(a || b)``: every AND and OR group is parenthesised.
 
-Two deliberate additions keep the promise "the canonical text re-parses to the same tree",
-which Calico's printer breaks only for trees its own parser never builds:
+Two deliberate differences keep the promise "the canonical text re-parses to the same tree"
+(and so "printing is idempotent"), which Calico's printer breaks:
 
-* ``Not(Not(x))`` prints as ``!(!x)``: Calico prints ``!!x``, which re-parses to ``x``
-  (a run of ``!`` collapses to one negation or none). The parser never builds a double
-  negation, so parsed selectors print exactly as Calico prints them.
+* ``Not(Not(x))`` prints as ``!(!x)``. The parser builds it from ``!(!x)`` (a parenthesised
+  negation inside a negation; a run ``!!x`` collapses instead). Calico prints it as ``!!x``,
+  which it re-parses as plain ``x``: same meaning, different tree, different text. Only for
+  such selectors does ``str()`` (and so ``Selector.unique_id()``) differ from Calico's.
 * ``And``/``Or`` need at least two operands (the parser never builds fewer).
 
 Constructors validate what the printer relies on: a label key is 1..512 characters from
@@ -261,7 +262,8 @@ class NotIn(_KeySet):
 
 @dataclass(frozen=True, slots=True)
 class Not:
-    """``!operand``. The parser collapses ``!!!x`` to ``Not(x)`` and ``!!x`` to ``x``."""
+    """``!operand``. The parser collapses ``!!!x`` to ``Not(x)`` and ``!!x`` to ``x``, but
+    ``!(!x)`` is ``Not(Not(x))`` and prints as such (see the module docstring)."""
 
     operand: Node
 

@@ -25,13 +25,18 @@ purpose, because the point is to predict what Felix does:
   Felix cannot parse: these functions raise ``SelectorError`` then.
 
 Every input is first parsed on its own, so an invalid field raises ``SelectorError`` naming
-that field's own text and column.
+that field's own text and column. With ``strict=False`` an invalid ``namespaceSelector`` or
+service-account selector is instead **dropped**, as Calico's update processor does when a
+manifest skipped validation (written straight to the ``crd.projectcalico.org/v1`` CRD): the
+rule or policy then reaches more endpoints than intended. Use it to predict Felix, never to
+accept input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from egressguard.errors import SelectorError
 from egressguard.selector.selector import Selector, parse
 
 __all__ = [
@@ -57,13 +62,21 @@ _HAS_NAMESPACE = f"has({NAMESPACE_LABEL})"
 _HAS_SERVICE_ACCOUNT = f"has({SERVICE_ACCOUNT_LABEL})"
 
 
-def _prefixed(text: str, prefix: str) -> str:
-    """``selectors.go:parseSelectorAttachPrefix``: keys prefixed, printed canonically."""
-    return str(parse(text).prefix_keys(prefix))
+def _prefixed(text: str, prefix: str, *, strict: bool = True) -> str:
+    """``selectors.go:parseSelectorAttachPrefix``: keys prefixed, printed canonically.
+
+    Calico logs and returns ``""`` for a selector that does not parse (``strict=False``).
+    """
+    try:
+        return str(parse(text).prefix_keys(prefix))
+    except SelectorError:
+        if strict:
+            raise
+        return ""
 
 
-def _namespace_scope_text(namespace_selector: str) -> str:
-    text = _prefixed(namespace_selector, NAMESPACE_PREFIX)
+def _namespace_scope_text(namespace_selector: str, *, strict: bool = True) -> str:
+    text = _prefixed(namespace_selector, NAMESPACE_PREFIX, strict=strict)
     text = text.replace("all()", _HAS_NAMESPACE)
     return text.replace("global()", "!" + _HAS_NAMESPACE)
 
@@ -95,6 +108,7 @@ def entity_rule_selector(
     service_account_names: Sequence[str] = (),
     service_account_selector: str = "",
     namespace: str = "",
+    strict: bool = True,
 ) -> Selector | None:
     """The positive selector Felix evaluates for a rule's ``source`` or ``destination``.
 
@@ -108,15 +122,17 @@ def entity_rule_selector(
         GNP,  global()              -> (!has(projectcalico.org/namespace)) && (S)
         NP in ns X, no N            -> (projectcalico.org/namespace == 'X') && (S)
     """
-    _check(selector, namespace_selector, not_selector, service_account_selector)
+    _check(selector, not_selector)
+    if strict:
+        _check(namespace_selector, service_account_selector)
     ns_text = ""
     if namespace_selector:
-        ns_text = _namespace_scope_text(namespace_selector)
+        ns_text = _namespace_scope_text(namespace_selector, strict=strict)
     elif namespace:
         ns_text = f"{NAMESPACE_LABEL} == '{namespace}'"
 
     parts: list[str] = []
-    sa_text = _service_accounts_text(service_account_names, service_account_selector)
+    sa_text = _service_accounts_text(service_account_names, service_account_selector, strict)
     if sa_text:
         parts.append(sa_text)
     if selector:
@@ -132,9 +148,9 @@ def entity_rule_selector(
     return parse(combined) if combined else None
 
 
-def _service_accounts_text(names: Sequence[str], sa_selector: str) -> str:
+def _service_accounts_text(names: Sequence[str], sa_selector: str, strict: bool) -> str:
     """``rules.go:parseServiceAccounts``: names become a set test ANDed with a pcsa. selector."""
-    text = _prefixed(sa_selector, SERVICE_ACCOUNT_PREFIX) if sa_selector else ""
+    text = _prefixed(sa_selector, SERVICE_ACCOUNT_PREFIX, strict=strict) if sa_selector else ""
     if not names:
         return text
     names_text = str(parse(f"{SERVICE_ACCOUNT_LABEL} in {{ '" + "', '".join(names) + "' }"))
@@ -147,6 +163,7 @@ def policy_selector(
     namespace_selector: str = "",
     service_account_selector: str = "",
     namespace: str = "",
+    strict: bool = True,
 ) -> Selector:
     """A policy's endpoint selector (which endpoints it applies to) as Felix evaluates it.
 
@@ -159,27 +176,33 @@ def policy_selector(
     ``namespaceSelector``): ``"(S) && projectcalico.org/namespace == 'X'"``, then the
     service-account part, without any ``all()`` replacement. An empty result means ``all()``.
     """
-    _check(selector, namespace_selector, service_account_selector)
+    _check(selector)
+    if strict:
+        _check(namespace_selector, service_account_selector)
     text = selector
     if namespace:
         if namespace_selector:
             raise ValueError("a namespaced NetworkPolicy has no namespaceSelector")
         ns_text = f"{NAMESPACE_LABEL} == '{namespace}'"
         text = f"({text}) && {ns_text}" if text else ns_text
-        text = _prefix_and_append(text, service_account_selector, SERVICE_ACCOUNT_PREFIX)
+        sa = service_account_selector
+        text = _prefix_and_append(text, sa, SERVICE_ACCOUNT_PREFIX, strict=strict)
         return parse(text)
     if namespace_selector:
-        text = _prefix_and_append(text, namespace_selector, NAMESPACE_PREFIX)
+        text = _prefix_and_append(text, namespace_selector, NAMESPACE_PREFIX, strict=strict)
         text = text.replace("all()", _HAS_NAMESPACE)
     if service_account_selector:
-        text = _prefix_and_append(text, service_account_selector, SERVICE_ACCOUNT_PREFIX)
+        sa = service_account_selector
+        text = _prefix_and_append(text, sa, SERVICE_ACCOUNT_PREFIX, strict=strict)
         text = text.replace("all()", _HAS_SERVICE_ACCOUNT)
     return parse(text)
 
 
-def _prefix_and_append(current: str, new: str, prefix: str) -> str:
+def _prefix_and_append(current: str, new: str, prefix: str, *, strict: bool) -> str:
     """``selectors.go:prefixAndAppendSelector``."""
     if not new:
         return current
-    prefixed = _prefixed(new, prefix)
+    prefixed = _prefixed(new, prefix, strict=strict)
+    if not prefixed:
+        return current
     return f"({current}) && {prefixed}" if current else prefixed
