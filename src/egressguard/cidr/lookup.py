@@ -1,0 +1,272 @@
+"""Lookup with provenance: which tagged sets hold an address, and through which CIDR.
+
+A ``ProvenanceIndex`` is built once from many tagged sets (a tag names where addresses came
+from: a feed, a network set, a country) and answers ``lookup(address)`` with one ``Match`` per
+tag whose set holds the address, each with the CIDR of that tag that contains it.
+
+How it is fast: all CIDR bounds of all tags cut the address line into elementary segments; on
+each segment the answer is constant, so it is computed once at build time and a lookup is one
+``bisect`` over a Python list of ints plus a list index (no per-lookup allocation). Building
+is vectorised (NumPy); the world country set (241 tags, 172k CIDRs) builds in well under a
+second and answers several hundred thousand lookups per second from text addresses.
+
+Tags given as a ``CidrSet``/``AddressSet`` report the CIDRs of the set's minimal CIDR list. Tags
+given as a list of entries (``Cidr`` or text, e.g. the ``nets`` of a ``GlobalNetworkSet``)
+report *their own entries*, so an explanation can name the exact line of the manifest; when
+entries of one tag overlap, the most specific (longest prefix) containing entry is reported.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Hashable, Iterable
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from egressguard.cidr import _engine as eng
+from egressguard.cidr.addresses import (
+    MAX_PREFIX,
+    Cidr,
+    CidrError,
+    Family,
+    parse_address,
+    parse_cidr,
+)
+from egressguard.cidr.sets import AddressSet, CidrSet
+
+__all__ = ["Match", "ProvenanceIndex"]
+
+_OCTET: Final[dict[str, int]] = {str(i): i for i in range(256)}
+_M64: Final = (1 << 64) - 1
+_NONE: Final[tuple[Match, ...]] = ()
+
+
+class Match(NamedTuple):
+    """``tag`` holds the address, through ``cidr`` (an entry of that tag's set)."""
+
+    tag: Hashable
+    cidr: Cidr
+
+
+Tagged = AddressSet | CidrSet | Iterable[Cidr | str]
+
+
+class _Family:
+    """Segments of one family: ``bounds`` (sorted ints) and ``results[bisect_right(...)]``."""
+
+    __slots__ = ("bounds", "results")
+
+    def __init__(self, bounds: list[int], results: list[tuple[Match, ...]]) -> None:
+        self.bounds = bounds
+        self.results = results
+
+    def get(self, value: int) -> tuple[Match, ...]:
+        return self.results[bisect.bisect_right(self.bounds, value)]
+
+
+def _entries_of(family: Family, item: Tagged) -> tuple[Any, Any, list[Cidr] | None]:
+    """(first, prefixlen) arrays for one tag and family; the Cidr list when already built."""
+    if isinstance(item, AddressSet):
+        item = item[family]
+    if isinstance(item, CidrSet):
+        if item.family != family:
+            return None, None, None
+        nets, plens = item._split()
+        return nets, plens, None
+    raise AssertionError("entries are handled by the caller")  # pragma: no cover
+
+
+class ProvenanceIndex:
+    """An immutable index from addresses to the tags (and CIDRs) that hold them.
+
+    >>> idx = ProvenanceIndex([("DE", AddressSet.of("192.0.2.0/25")), ("feed", ["192.0.2.0/24"])])
+    >>> [(m.tag, str(m.cidr)) for m in idx.lookup("192.0.2.7")]
+    [('DE', '192.0.2.0/25'), ('feed', '192.0.2.0/24')]
+
+    Matches come in the order the tags were given. A tag may appear only once.
+    """
+
+    __slots__ = ("_f4", "_f6", "_tags")
+
+    def __init__(self, tagged: Iterable[tuple[Hashable, Tagged]]) -> None:
+        items = list(tagged)
+        tags = [t for t, _ in items]
+        if len(set(tags)) != len(tags):
+            raise CidrError("each tag may appear only once in a ProvenanceIndex")
+        self._tags: tuple[Hashable, ...] = tuple(tags)
+        raw: list[tuple[int, Tagged, list[Cidr] | None]] = []
+        for i, (_, item) in enumerate(items):
+            if isinstance(item, (AddressSet, CidrSet)):
+                raw.append((i, item, None))
+            else:
+                raw.append((i, item, [parse_cidr(c) if isinstance(c, str) else c for c in item]))
+        self._f4 = self._build(4, raw)
+        self._f6 = self._build(6, raw)
+
+    @property
+    def tags(self) -> tuple[Hashable, ...]:
+        return self._tags
+
+    # -- building --------------------------------------------------------------------------
+
+    def _build(self, family: Family, raw: list[tuple[int, Tagged, list[Cidr] | None]]) -> _Family:
+        firsts: list[Any] = []
+        plens: list[Any] = []
+        tag_ix: list[Any] = []
+        for ti, item, entries in raw:
+            if entries is None:
+                nets, pl, _ = _entries_of(family, item)
+                if nets is None or pl.size == 0:
+                    continue
+            else:
+                chosen = [c for c in entries if c.family == family]
+                if not chosen:
+                    continue
+                pl = np.array([c.prefixlen for c in chosen], dtype=np.int64)
+                # clear host bits of hand-made Cidr values: Cidr(4, 5, 24) means 0.0.0.0/24
+                width = MAX_PREFIX[family]
+                net_l = [c.network & ~((1 << (width - c.prefixlen)) - 1) for c in chosen]
+                if family == 4:
+                    nets = np.array(net_l, dtype=np.int64)
+                else:
+                    nets = np.array([(n >> 64, n & _M64) for n in net_l], dtype=np.uint64)
+            firsts.append(nets)
+            plens.append(pl)
+            tag_ix.append(np.full(pl.size, ti, dtype=np.int64))
+        if not firsts:
+            return _Family([], [_NONE])
+        first = np.concatenate(firsts)
+        plen = np.concatenate(plens)
+        tag = np.concatenate(tag_ix)
+        width = 32 if family == 4 else 128
+        if family == 4:
+            s = first.astype(np.int64)
+            e = s + np.left_shift(np.int64(1), width - plen)
+            bounds_py: list[int] | None = None
+            coords = None
+        else:
+            host = width - plen
+            m_lo = np.where(
+                host >= 64,
+                np.uint64(_M64),
+                np.left_shift(np.uint64(1), np.minimum(host, 63).astype(np.uint64)) - np.uint64(1),
+            ).astype(np.uint64)
+            hb = np.maximum(host - 64, 0)
+            m_hi = (
+                np.left_shift(np.uint64(1), np.minimum(hb, 63).astype(np.uint64)) - np.uint64(1)
+            ).astype(np.uint64)
+            m_hi = np.where(hb >= 64, np.uint64(_M64), m_hi).astype(np.uint64)
+            last = np.stack((first[:, 0] | m_hi, first[:, 1] | m_lo), axis=1)
+            coords, (s, e) = eng.V6Coordinates.build(eng.v6_to_halfopen(first, last))
+            bounds_py = None
+        cuts = np.unique(np.concatenate((s, e)))
+        seg_lo = np.searchsorted(cuts, s)
+        seg_hi = np.searchsorted(cuts, e)
+        span = seg_hi - seg_lo
+        ent = np.repeat(np.arange(s.size), span)
+        starts_rep = np.repeat(np.cumsum(span) - span, span)
+        seg = np.repeat(seg_lo, span) + (np.arange(ent.size) - starts_rep)
+        # per (segment, tag) keep the longest prefix; sort by segment, tag order, -prefix
+        order = np.lexsort((-plen[ent], tag[ent], seg))
+        seg = seg[order]
+        ent = ent[order]
+        etag = tag[ent]
+        keep = np.ones(seg.size, dtype=bool)
+        keep[1:] = (seg[1:] != seg[:-1]) | (etag[1:] != etag[:-1])
+        seg = seg[keep]
+        ent = ent[keep]
+        # Match objects per entry, reused across segments
+        cidr_list = self._cidrs(family, first, plen)
+        tags = self._tags
+        tag_l = tag.tolist()
+        matches = [Match(tags[t], c) for t, c in zip(tag_l, cidr_list, strict=True)]
+        results: list[tuple[Match, ...]] = [_NONE] * (cuts.size + 1)
+        seg_l = seg.tolist()
+        ent_l = ent.tolist()
+        i = 0
+        n = len(seg_l)
+        while i < n:
+            j = i + 1
+            sg = seg_l[i]
+            while j < n and seg_l[j] == sg:
+                j += 1
+            if j == i + 1:
+                results[sg + 1] = (matches[ent_l[i]],)
+            else:
+                results[sg + 1] = tuple(matches[k] for k in ent_l[i:j])
+            i = j
+        if family == 4:
+            bounds_py = cuts.tolist()
+        else:
+            assert coords is not None
+            vals, carry = coords.values(cuts)
+            bounds_py = [
+                (c << 128) | (h << 64) | lo
+                for (h, lo), c in zip(vals.tolist(), carry.tolist(), strict=True)
+            ]
+        return _Family(bounds_py, results)
+
+    @staticmethod
+    def _cidrs(family: Family, first: npt.NDArray[Any], plen: npt.NDArray[np.int64]) -> list[Cidr]:
+        if family == 4:
+            nets = first.tolist()
+        else:
+            nets = [(h << 64) | lo for h, lo in first.tolist()]
+        return [Cidr(family, n, p) for n, p in zip(nets, plen.tolist(), strict=True)]
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def lookup(self, address: str) -> tuple[Match, ...]:
+        """Matches for an address given as text (IPv4 or IPv6); ``()`` when none holds it.
+
+        Raises :class:`CidrError` for text that is not an address.
+        """
+        try:
+            a, b, c, d = address.split(".")
+            value = (_OCTET[a] << 24) | (_OCTET[b] << 16) | (_OCTET[c] << 8) | _OCTET[d]
+        except (ValueError, KeyError):
+            family, value = parse_address(address)
+            if family == 6:
+                return self._f6.get(value)
+        f4 = self._f4
+        return f4.results[bisect.bisect_right(f4.bounds, value)]
+
+    def lookup_v4(self, value: int) -> tuple[Match, ...]:
+        """Matches for an IPv4 address given as an int."""
+        f4 = self._f4
+        return f4.results[bisect.bisect_right(f4.bounds, value)]
+
+    def lookup_v6(self, value: int) -> tuple[Match, ...]:
+        """Matches for an IPv6 address given as an int."""
+        return self._f6.get(value)
+
+    def lookup_int(self, family: int, value: int) -> tuple[Match, ...]:
+        return self._f4.get(value) if family == 4 else self._f6.get(value)
+
+    def lookup_many(self, addresses: Iterable[str]) -> list[tuple[Match, ...]]:
+        """``lookup`` for many addresses (a plain loop: each lookup is already one bisect)."""
+        look = self.lookup
+        return [look(a) for a in addresses]
+
+    def lookup_v4_array(self, values: npt.NDArray[Any]) -> list[tuple[Match, ...]]:
+        """Vectorised IPv4 lookups: one ``searchsorted`` for the whole array."""
+        f4 = self._f4
+        if not f4.bounds:
+            return [_NONE] * len(values)
+        pos = np.searchsorted(
+            np.asarray(f4.bounds, dtype=np.int64), np.asarray(values, dtype=np.int64), "right"
+        )
+        res = f4.results
+        return [res[p] for p in pos.tolist()]
+
+    def tags_of(self, address: str) -> tuple[Hashable, ...]:
+        """Just the tags that hold the address."""
+        return tuple(m.tag for m in self.lookup(address))
+
+    @property
+    def segment_count(self) -> int:
+        """Elementary segments per family, summed (a size measure for stats)."""
+        return len(self._f4.bounds) + len(self._f6.bounds)
+
