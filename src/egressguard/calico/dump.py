@@ -51,6 +51,12 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
     out[key] = value.to_dict() if isinstance(value, FrozenMap) else value
 
 
+def _number(value: float) -> int | float:
+    """Whole numbers as ints (``order: 1000``, not ``1000.0``)."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
 def _metadata(meta: Metadata) -> dict[str, Any]:
     out: dict[str, Any] = {"name": meta.name}
     _put(out, "namespace", meta.namespace)
@@ -140,8 +146,7 @@ def _policy_spec(policy: Policy) -> dict[str, Any]:
     if policy.tier != DEFAULT_TIER:
         spec["tier"] = policy.tier
     if policy.order is not None:
-        order = policy.order
-        spec["order"] = int(order) if order.is_integer() else order
+        spec["order"] = _number(policy.order)
     _put(spec, "selector", policy.selector)
     if isinstance(policy, GlobalNetworkPolicy | StagedGlobalNetworkPolicy):
         _put(spec, "namespaceSelector", policy.namespace_selector)
@@ -231,7 +236,7 @@ def to_dict(resource: Resource, api_version: str | None = None) -> dict[str, Any
         _put(spec, "allowedEgressDomains", list(resource.allowed_egress_domains))
     elif isinstance(resource, Tier):
         if resource.order is not None:
-            spec["order"] = int(resource.order) if resource.order.is_integer() else resource.order
+            spec["order"] = _number(resource.order)
         if resource.default_action is not None:
             spec["defaultAction"] = str(resource.default_action)
     elif isinstance(resource, Policy):

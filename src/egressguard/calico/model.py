@@ -592,7 +592,8 @@ class NetworkPolicy(Policy):
     """Calico namespaced policy. ``from_kubernetes`` marks one converted from a Kubernetes
     ``networking.k8s.io/v1`` NetworkPolicy (name ``knp.default.<name>``, order 1000).
 
-    Felix restricts ``selector`` to the policy's namespace: see ``endpoint_selector``.
+    Felix restricts ``selector`` to the policy's namespace; ``egressguard.selector.
+    policy_selector(selector=..., namespace=...)`` builds the selector Felix evaluates.
     """
 
     KIND: ClassVar[str] = "NetworkPolicy"
@@ -603,11 +604,6 @@ class NetworkPolicy(Policy):
     @property
     def short_kind(self) -> str:
         return "knp" if self.from_kubernetes else "np"
-
-    def endpoint_selector(self) -> str:
-        """The selector Felix evaluates to pick endpoints: the policy's namespace ANDed with
-        ``selector`` (``updateprocessors/networkpolicyprocessor.go``)."""
-        return _namespaced_selector(self.metadata.namespace or "default", self.selector)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -633,9 +629,6 @@ class StagedNetworkPolicy(Policy):
     SHORT_KIND: ClassVar[str] = "snp"
     STAGED: ClassVar[bool] = True
     staged_action: str | None = None
-
-    def endpoint_selector(self) -> str:
-        return _namespaced_selector(self.metadata.namespace or "default", self.selector)
 
 
 # --------------------------------------------------------------------------------------------
@@ -800,10 +793,3 @@ def _namespace_profile_labels(ns_name: str, namespace: Namespace | None) -> dict
     out = {NAMESPACE_LABEL_PREFIX + k: v for k, v in labels.items()}
     out[NAMESPACE_LABEL_PREFIX + LABEL_NAMESPACE_NAME] = ns_name
     return out
-
-
-def _namespaced_selector(namespace: str, selector: str | None) -> str:
-    base = f"{LABEL_NAMESPACE} == '{namespace}'"
-    if selector is None or not selector.strip():
-        return base
-    return f"{base} && ({selector})"
