@@ -75,12 +75,14 @@ __all__ = [
     "default_probes",
     "default_topology",
     "in_documentation_ranges",
+    "interruptible",
     "lab_down",
     "lab_status",
     "lab_up",
     "matching_namespaces",
     "open_lab",
     "pod_mac",
+    "shielded",
     "state_path",
     "validate_prefix",
 ]
@@ -624,22 +626,6 @@ class Lab:
                 fut.result()
         return [r for r in results if r is not None]
 
-    def hold(self, seconds: float) -> TeardownReport:
-        """Keep the lab up in the foreground for at most ``seconds``, then tear it down.
-
-        SIGINT/SIGTERM end the wait early; teardown runs in every case and the
-        KeyboardInterrupt is re-raised afterwards.
-        """
-        try:
-            with _terminate_as_interrupt():
-                deadline = time.monotonic() + max(0.0, seconds)
-                while (left := deadline - time.monotonic()) > 0:
-                    time.sleep(min(left, 0.5))
-        finally:
-            with _signals_ignored():
-                report = self.down()
-        return report
-
     def status(self) -> LabStatus:
         return lab_status(self.topology.prefix, runner=self.runner, state_dir=self.state_dir)
 
@@ -650,7 +636,7 @@ class Lab:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with _signals_ignored():
+        with shielded():
             self.down()
 
 
@@ -679,12 +665,12 @@ def lab_up(
     lab = Lab(topology, state, runner=runner, state_dir=Path(state_dir))
     lab.save()
     try:
-        with _terminate_as_interrupt():
+        with interruptible():
             _build(lab, progress or (lambda _msg: None))
             state.status = "up"
             lab.save()
     except BaseException:
-        with _signals_ignored():
+        with shielded():
             state.status = "failed"
             with contextlib.suppress(EgressguardError):
                 lab.save()
@@ -705,10 +691,10 @@ def open_lab(
     """``with open_lab(t, runner=r) as lab:`` builds the lab and always tears it down."""
     lab = lab_up(topology, runner=runner, state_dir=state_dir, progress=progress)
     try:
-        with _terminate_as_interrupt():
+        with interruptible():
             yield lab
     finally:
-        with _signals_ignored():
+        with shielded():
             lab.down()
 
 
@@ -876,7 +862,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def interruptible() -> Iterator[None]:
     """Within the block SIGTERM raises KeyboardInterrupt (like SIGINT), so a killed build
     unwinds through the same cleanup. Only the main thread can install handlers."""
     if threading.current_thread() is not threading.main_thread():
@@ -890,7 +876,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
+def shielded() -> Iterator[None]:
     """Cleanup is bounded and must not be cut short by a second Ctrl-C or SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         yield

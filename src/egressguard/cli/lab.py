@@ -136,33 +136,56 @@ def _runner() -> Any:
 
 
 def _up(args: argparse.Namespace) -> int:
+    import time
+
     from egressguard.app import lab as app
 
     app.validate_prefix(args.prefix)
     runner = _runner()
     topology = app.default_topology(args.prefix)
-    lab = app.lab_up(topology, runner=runner, state_dir=Path(args.state_dir))
-    doc = {
-        "prefix": topology.prefix,
-        "state_file": str(lab.state_file.path),
-        "status": lab.state.status,
-        "topology": topology.to_json(),
-        "processes": [p.to_json() for p in lab.state.processes],
-    }
-    if args.output == "json":
-        emit_json(doc)
-    else:
-        _print_topology(doc)
-    sys.stdout.flush()
-    if args.hold is not None:
-        print(
-            f"holding the lab for up to {args.hold:g} s; Ctrl-C tears it down",
-            file=sys.stderr,
-            flush=True,
-        )
-        report = lab.hold(args.hold)
-        print(_down_summary(report.to_json()), file=sys.stderr)
-    return 0
+    holding = args.hold is not None
+    lab = None
+    interrupted = False
+    # SIGTERM acts like Ctrl-C for the whole command: a build unwinds and removes what it
+    # made; a holding lab is torn down.
+    with app.interruptible():
+        try:
+            lab = app.lab_up(topology, runner=runner, state_dir=Path(args.state_dir))
+            doc = {
+                "prefix": topology.prefix,
+                "state_file": str(lab.state_file.path),
+                "status": lab.state.status,
+                "topology": topology.to_json(),
+                "processes": [p.to_json() for p in lab.state.processes],
+            }
+            if args.output == "json":
+                emit_json(doc)
+            else:
+                _print_topology(doc)
+            sys.stdout.flush()
+            if holding:
+                print(
+                    f"holding the lab for up to {args.hold:g} s; Ctrl-C tears it down",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                deadline = time.monotonic() + max(0.0, args.hold)
+                while (left := deadline - time.monotonic()) > 0:
+                    time.sleep(min(left, 0.5))
+        except KeyboardInterrupt:
+            if lab is None or not holding:
+                raise  # lab_up already removed a half-built lab; a built one stays up
+            interrupted = True
+    if lab is None or not holding:
+        return 0
+    with app.shielded():
+        report = lab.down()
+    print(_down_summary(report.to_json()), file=sys.stderr)
+    for err in report.errors:
+        print(f"error: {err}", file=sys.stderr)
+    if interrupted:
+        return 130
+    return 1 if report.errors else 0
 
 
 def _print_topology(doc: dict[str, Any]) -> None:
