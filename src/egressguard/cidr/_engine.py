@@ -295,16 +295,120 @@ def split_v6(first: U64, last: U64) -> tuple[U64, I64]:
 # Formatting many CIDRs at once
 
 
+_HEX_CHARS: Final = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _decimal_columns(
+    values: I64, width: int
+) -> tuple[list[npt.NDArray[np.uint8]], list[Bools]]:
+    """Digit characters of non-negative ints as ``width`` columns (most significant first) and
+    the mask of the columns to print (no leading zeros; ``0`` prints as one digit)."""
+    chars: list[npt.NDArray[np.uint8]] = []
+    shown: list[Bools] = []
+    for k in range(width - 1, -1, -1):
+        p = 10**k
+        chars.append(((values // p) % 10 + 48).astype(np.uint8))
+        shown.append(values >= p if k else np.ones(values.shape, dtype=bool))
+    return chars, shown
+
+
+def _assemble(chars: list[npt.NDArray[np.uint8]], shown: list[Bools], n: int) -> bytes:
+    """Rows of columns → one buffer, dropping hidden cells (row-major keeps row order)."""
+    mat = np.empty((n, len(chars)), dtype=np.uint8)
+    mask = np.empty((n, len(chars)), dtype=bool)
+    for c, (ch, sh) in enumerate(zip(chars, shown, strict=True)):
+        mat[:, c] = ch
+        mask[:, c] = sh
+    return mat[mask].tobytes()
+
+
+def format_v4_lines(net: I64, plen: I64, *, bare_host: bool) -> bytes:
+    """CIDRs as newline-terminated ASCII lines, built column-wise with array arithmetic."""
+    n = int(net.shape[0])
+    if n == 0:
+        return b""
+    ones = np.ones(n, dtype=bool)
+    chars: list[npt.NDArray[np.uint8]] = []
+    shown: list[Bools] = []
+    for k, shift in enumerate((24, 16, 8, 0)):
+        c, m = _decimal_columns((net >> shift) & 255, 3)
+        chars += c
+        shown += m
+        if k < 3:
+            chars.append(np.full(n, ord("."), dtype=np.uint8))
+            shown.append(ones)
+    with_prefix = plen != 32 if bare_host else ones
+    c, m = _decimal_columns(plen, 2)
+    chars.append(np.full(n, ord("/"), dtype=np.uint8))
+    shown.append(with_prefix)
+    chars += c
+    shown += [x & with_prefix for x in m]
+    chars.append(np.full(n, ord("\n"), dtype=np.uint8))
+    shown.append(ones)
+    return _assemble(chars, shown, n)
+
+
+def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
+    """RFC 5952 text of IPv6 CIDRs as newline-terminated lines, built column-wise.
+
+    Per group: two separator cells and four hex cells. The longest run of two or more zero groups
+    (first on a tie) is hidden; the group after it gets a second ':' (giving '::'), and a run
+    reaching the end gets a trailing '::'.
+    """
+    n = int(net.shape[0])
+    if n == 0:
+        return b""
+    groups = _v6_groups(net)
+    zero = groups == 0
+    run = np.zeros((n, 8), dtype=np.int64)
+    acc = np.zeros(n, dtype=np.int64)
+    for c in range(8):
+        acc = np.where(zero[:, c], acc + 1, 0)
+        run[:, c] = acc
+    best_len = run.max(axis=1)
+    best_end = np.argmax(run == best_len[:, None], axis=1)
+    best_len = np.where(best_len >= 2, best_len, 0)
+    best_at = np.where(best_len > 0, best_end - best_len + 1, -1)
+    run_end = best_at + best_len  # first group after the hidden run
+    ones = np.ones(n, dtype=bool)
+    colon = np.full(n, ord(":"), dtype=np.uint8)
+    chars: list[npt.NDArray[np.uint8]] = []
+    shown: list[Bools] = []
+    for g in range(8):
+        hidden = (best_len > 0) & (best_at <= g) & (g < run_end)
+        after_run = (best_len > 0) & (g == run_end)
+        chars += [colon, colon]
+        shown += [~hidden & ((g > 0) | after_run), ~hidden & after_run & (g > 0)]
+        v = groups[:, g]
+        for k in (3, 2, 1, 0):
+            chars.append(_HEX_CHARS[(v >> (4 * k)) & 15])
+            shown.append(~hidden & ((v >= (1 << (4 * k))) if k else ones))
+    tail = (best_len > 0) & (run_end == 8)
+    chars += [colon, colon]
+    shown += [tail, tail]
+    with_prefix = plen != 128 if bare_host else ones
+    c, m = _decimal_columns(plen, 3)
+    chars.append(np.full(n, ord("/"), dtype=np.uint8))
+    shown.append(with_prefix)
+    chars += c
+    shown += [x & with_prefix for x in m]
+    chars.append(np.full(n, ord("\n"), dtype=np.uint8))
+    shown.append(ones)
+    return _assemble(chars, shown, n)
+
+
 def format_v4(net: I64, plen: I64, *, bare_host: bool) -> list[str]:
     """Dotted-quad CIDR strings; with ``bare_host`` a /32 prints without its prefix."""
-    rows = np.stack(
-        ((net >> 24) & 255, (net >> 16) & 255, (net >> 8) & 255, net & 255, plen), axis=1
-    ).tolist()
-    if not bare_host:
-        return ["%d.%d.%d.%d/%d" % tuple(r) for r in rows]
-    return [
-        "%d.%d.%d.%d" % tuple(r[:4]) if r[4] == 32 else "%d.%d.%d.%d/%d" % tuple(r) for r in rows
-    ]
+    if net.shape[0] == 0:
+        return []
+    return format_v4_lines(net, plen, bare_host=bare_host).decode("ascii").split("\n")[:-1]
+
+
+def format_v6(net: U64, plen: I64, *, bare_host: bool) -> list[str]:
+    """RFC 5952 CIDR strings; with ``bare_host`` a /128 prints without its prefix."""
+    if net.shape[0] == 0:
+        return []
+    return format_v6_lines(net, plen, bare_host=bare_host).decode("ascii").split("\n")[:-1]
 
 
 def _v6_groups(net: U64) -> npt.NDArray[np.int64]:
@@ -313,43 +417,3 @@ def _v6_groups(net: U64) -> npt.NDArray[np.int64]:
     cols = [(hi >> np.uint64(s)) & np.uint64(0xFFFF) for s in (48, 32, 16, 0)]
     cols += [(lo >> np.uint64(s)) & np.uint64(0xFFFF) for s in (48, 32, 16, 0)]
     return np.stack(cols, axis=1).astype(np.int64)
-
-
-def format_v6(net: U64, plen: I64, *, bare_host: bool) -> list[str]:
-    """RFC 5952 strings. Rows are grouped by where their longest zero run lies, and each group
-    is printed with one ``%`` template, so the per-row Python work is a single format call."""
-    n = net.shape[0]
-    if n == 0:
-        return []
-    groups = _v6_groups(net)
-    zero = groups == 0
-    # run length of zeros ending at each column, then the best (longest, first) run per row
-    run = np.zeros((n, 8), dtype=np.int64)
-    acc = np.zeros(n, dtype=np.int64)
-    for c in range(8):
-        acc = np.where(zero[:, c], acc + 1, 0)
-        run[:, c] = acc
-    best_len = run.max(axis=1)
-    best_end = np.argmax(run == best_len[:, None], axis=1)  # first column reaching the max
-    best_len = np.where(best_len >= 2, best_len, 0)
-    best_at = np.where(best_len > 0, best_end - best_len + 1, 0)
-    key = best_at * 16 + best_len
-    out: list[str] = [""] * n
-    plen_l = plen.tolist()
-    for k in np.unique(key).tolist():
-        at, length = divmod(int(k), 16)
-        if length:
-            head = ":".join(["%x"] * at)
-            tail = ":".join(["%x"] * (8 - at - length))
-            template = f"{head}::{tail}"
-            cols = [c for c in range(8) if not at <= c < at + length]
-        else:
-            template = ":".join(["%x"] * 8)
-            cols = list(range(8))
-        rows_idx = np.flatnonzero(key == k)
-        vals = groups[rows_idx][:, cols].tolist()
-        for i, r in zip(rows_idx.tolist(), vals, strict=True):
-            p = plen_l[i]
-            text = template % tuple(r)
-            out[i] = text if bare_host and p == 128 else f"{text}/{p}"
-    return out

@@ -269,4 +269,3 @@ class ProvenanceIndex:
     def segment_count(self) -> int:
         """Elementary segments per family, summed (a size measure for stats)."""
         return len(self._f4.bounds) + len(self._f6.bounds)
-

@@ -55,7 +55,9 @@ _PAD: Final = b"\x00\x00\x00\x00"
 _BOM: Final = b"\xef\xbb\xbf"
 _MAPPED_FIRST: Final = 0xFFFF << 32  # ::ffff:0:0/96
 _MAPPED_LAST: Final = _MAPPED_FIRST | 0xFFFFFFFF
-_HOSTNAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_HOSTNAME_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+)
 
 _HEXVAL = np.full(256, 16, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -87,8 +89,9 @@ class ParseIssue:
         return f"{self.where()}: {self.reason}: {self.text!r}"
 
     def to_problem(self) -> Problem:
-        return Problem(path="", message=f"{self.reason}: {self.text!r}", file=self.source,
-                       line=self.line)
+        return Problem(
+            path="", message=f"{self.reason}: {self.text!r}", file=self.source, line=self.line
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +140,14 @@ def _endpoint(token: str) -> tuple[Family, int, int, str | None]:
         prefixlen = width
     note = None
     if first != value:
-        note = (
-            f"host bits set in {token}: read as {format_address(family, first)}/{prefixlen}"
-        )
+        note = f"host bits set in {token}: read as {format_address(family, first)}/{prefixlen}"
     return family, first, last, note
 
 
 def _mapped_note(family: Family, first: int, last: int) -> str | None:
     if family == 6 and _MAPPED_FIRST <= first and last <= _MAPPED_LAST:
         v4 = format_address(4, first & 0xFFFFFFFF)
-        return (
-            "IPv4-mapped IPv6 address kept as IPv6 "
-            f"(to block the IPv4 address, write {v4})"
-        )
+        return f"IPv4-mapped IPv6 address kept as IPv6 (to block the IPv4 address, write {v4})"
     return None
 
 
@@ -204,20 +202,12 @@ class _Collected:
     entries: int = 0
 
 
-def _digit_value(d: npt.NDArray[np.uint8], s: npt.NDArray[np.int64], n: npt.NDArray[np.int64]) -> (
-    npt.NDArray[np.int64]
-):
-    """Decimal value of the runs of 1-3 digits starting at ``s`` with lengths ``n``."""
-    d0 = d[s].astype(np.int64)
-    d1 = d[s + 1].astype(np.int64)
-    d2 = d[s + 2].astype(np.int64)
-    return np.where(n == 1, d0, np.where(n == 2, d0 * 10 + d1, d0 * 100 + d1 * 10 + d2))
-
-
 def _runs(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Start and end (exclusive) offsets of the maximal runs of True. The buffer ends with
     padding, so every run also ends."""
-    edges = np.flatnonzero(np.diff(mask.view(np.int8), prepend=np.int8(0)))
+    edges = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+    if mask[0]:
+        edges = np.concatenate((np.zeros(1, dtype=edges.dtype), edges))
     return edges[0::2], edges[1::2]
 
 
@@ -228,56 +218,72 @@ def _fast_v4(
     pending: npt.NDArray[np.bool_],
     out: _Collected,
 ) -> None:
-    """Lines that are exactly D.D.D.D or D.D.D.D/D; marks the ones it took as done."""
-    d = a - np.uint8(48)
-    isd = d < 10
+    """Lines that are exactly D.D.D.D or D.D.D.D/D; marks the ones it took as done.
+
+    Each candidate line is cut at its separators ('.' and '/', located once for the whole
+    buffer); it qualifies when it has 3 dots (and maybe one '/' last), every field is 1-3 (prefix
+    1-2) digits without a leading zero, octets <= 255 and the prefix <= 32. Anything else stays
+    pending for the reference grammar.
+    """
     length = ends - starts
-    cand = pending & (length >= 7) & (length <= 18) & isd[starts] & isd[ends - 1]
-    li = np.flatnonzero(cand)
+    li = np.flatnonzero(pending & (length >= 7) & (length <= 18))
     if li.size == 0:
         return
-    rs, re_ = _runs(isd)
+    seps = np.flatnonzero((a == _DOT) | (a == _SLASH))
+    if seps.size == 0:
+        return
     s = starts[li]
     e = ends[li]
-    k0 = np.searchsorted(rs, s)
-    nr = np.searchsorted(rs, e) - k0
-    last_run = rs.size - 1
-    ok = (nr == 4) | (nr == 5)
-    run_s = [rs[np.minimum(k0 + j, last_run)] for j in range(5)]
-    run_e = [re_[np.minimum(k0 + j, last_run)] for j in range(5)]
-    has_p = nr == 5
-    ok &= run_s[0] == s
-    ok &= np.where(has_p, run_e[4], run_e[3]) == e
-    octets = []
-    for j in range(4):
-        n = run_e[j] - run_s[j]
-        ok &= (n <= 3) & ~((n > 1) & (d[run_s[j]] == 0))
-        v = _digit_value(d, run_s[j], n)
-        ok &= v <= 255
-        octets.append(v)
-        if j < 3:
-            ok &= (run_s[j + 1] == run_e[j] + 1) & (a[run_e[j]] == _DOT)
-    pn = run_e[4] - run_s[4]
-    p_ok = (
-        (run_s[4] == run_e[3] + 1) & (a[run_e[3]] == _SLASH) & (pn <= 2)
-        & ~((pn > 1) & (d[run_s[4]] == 0))
-    )
-    pv = _digit_value(d, run_s[4], pn)
-    p_ok &= pv <= 32
-    ok &= ~has_p | p_ok
-    prefix = np.where(has_p, pv, 32)
-    take = np.flatnonzero(ok)
-    if take.size == 0:
+    k0 = np.searchsorted(seps, s)
+    ns = np.searchsorted(seps, e) - k0
+    keep = (ns == 3) | (ns == 4)
+    if not keep.all():
+        li, s, e, k0, ns = li[keep], s[keep], e[keep], k0[keep], ns[keep]
+    n = li.size
+    if n == 0:
         return
-    value = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
-    value = value[take]
-    size = np.left_shift(np.int64(1), 32 - prefix[take])
+    # field-major (rows are fields) so that every per-field operation is contiguous
+    sep = seps[np.minimum(k0 + np.arange(4)[:, None], seps.size - 1)]  # (4, n)
+    has_p = ns == 4
+    fs = np.empty((5, n), dtype=np.int64)  # field starts
+    fe = np.empty((5, n), dtype=np.int64)  # field ends (exclusive)
+    fs[0] = s
+    fs[1:] = sep + 1
+    fe[:3] = sep[:3]
+    fe[3] = np.where(has_p, sep[3], e)
+    fe[4] = e
+    fs[4] = np.where(has_p, fs[4], e - 1)  # no prefix: a harmless 1-char field
+    flen = (fe - fs).astype(np.int16)
+    d0 = (a[fs] - np.uint8(48)).astype(np.int16)
+    d1 = (a[fs + 1] - np.uint8(48)).astype(np.int16)
+    d2 = (a[fs + 2] - np.uint8(48)).astype(np.int16)
+    good = (d0 < 10) & ((flen < 2) | (d1 < 10)) & ((flen < 3) | (d2 < 10))
+    good &= (flen >= 1) & (flen <= 3) & ((flen == 1) | (d0 != 0))
+    val = np.where(flen == 1, d0, np.where(flen == 2, d0 * 10 + d1, d0 * 100 + d1 * 10 + d2))
+    good[:4] &= val[:4] <= 255
+    dots = a[sep[:3]] == _DOT
+    ok = good[0] & good[1] & good[2] & good[3] & dots[0] & dots[1] & dots[2]
+    p_ok = (a[sep[3]] == _SLASH) & good[4] & (flen[4] <= 2) & (val[4] <= 32)
+    ok &= ~has_p | p_ok
+    if ok.all():
+        take = None
+        v = val.astype(np.int64)
+        lines = li
+    else:
+        take = np.flatnonzero(ok)
+        if take.size == 0:
+            return
+        v = val[:, take].astype(np.int64)
+        lines = li[take]
+        has_p = has_p[take]
+    value = (v[0] << 24) | (v[1] << 16) | (v[2] << 8) | v[3]
+    prefix = np.where(has_p, v[4], 32)
+    size = np.left_shift(np.int64(1), 32 - prefix)
     first = value & ~(size - 1)
     out.v4_first.append(first)
     out.v4_last.append(first + (size - 1))
-    lines = li[take]
     pending[lines] = False
-    out.entries += int(take.size)
+    out.entries += int(lines.size)
     host = np.flatnonzero(first != value)
     for i in host.tolist():
         out.notes.append((int(lines[i]), "host bits"))

@@ -219,6 +219,12 @@ class CidrSet:
             return eng.format_v4(nets, plens, bare_host=bare_hosts)
         return eng.format_v6(nets, plens, bare_host=bare_hosts)
 
+    def to_text(self, *, bare_hosts: bool = False) -> str:
+        """The minimal CIDR list as text, one CIDR per line (each line ends with a newline)."""
+        nets, plens = self._split()
+        fmt = eng.format_v4_lines if self._family == 4 else eng.format_v6_lines
+        return fmt(nets, plens, bare_host=bare_hosts).decode("ascii")
+
     def range_arrays(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """Read-only NumPy arrays of inclusive bounds (the layout of ``from_range_arrays``)."""
         if self._family == 4:
@@ -501,6 +507,10 @@ class AddressSet:
         return self.v4.cidr_strings(bare_hosts=bare_hosts) + self.v6.cidr_strings(
             bare_hosts=bare_hosts
         )
+
+    def to_text(self, *, bare_hosts: bool = False) -> str:
+        """IPv4 then IPv6 CIDRs, one per line."""
+        return self.v4.to_text(bare_hosts=bare_hosts) + self.v6.to_text(bare_hosts=bare_hosts)
 
     @property
     def cidr_count(self) -> int:
