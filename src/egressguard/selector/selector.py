@@ -33,24 +33,36 @@ class Selector:
     selectors have equal canonical text and equal trees.
     """
 
-    __slots__ = ("_canonical", "_hash", "_match", "_root")
+    __slots__ = ("_canonical", "_hash", "_root", "matches")
+
+    #: ``matches(labels) -> bool``: True when the labels satisfy the selector (a missing label
+    #: is handled per spec §4.3). It is the compiled function itself, stored on the instance,
+    #: so a call costs no extra Python frame: this is the evaluator's hot path.
+    matches: Callable[[Mapping[str, str]], bool]
+    _root: Node
+    _canonical: str
+    _hash: int
 
     def __init__(self, root: Node) -> None:
-        self._root = root
-        self._canonical = str(root)
-        self._hash = hash(self._canonical)
-        self._match = compile_matcher(root)
+        canonical = str(root)
+        init = object.__setattr__
+        init(self, "_root", root)
+        init(self, "_canonical", canonical)
+        init(self, "_hash", hash(canonical))
+        init(self, "matches", compile_matcher(root))
 
     # -- matching -------------------------------------------------------------------------------
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """True when the labels satisfy the selector (a missing label is handled per §4.3)."""
-        return self._match(labels)
-
     @property
     def matcher(self) -> Callable[[Mapping[str, str]], bool]:
-        """The compiled function behind :meth:`matches`, for loops that call it very often."""
-        return self._match
+        """The compiled function behind :attr:`matches` (the same object)."""
+        return self.matches
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Selector is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Selector is immutable")
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -149,7 +161,8 @@ class Selector:
         return Selector(Or((self._root, other._root)))
 
     def __invert__(self) -> Selector:
-        """The negation; ``~~s == s`` (a double negation cancels, as in the parser)."""
+        """The negation. A top-level ``!`` is removed rather than doubled, so ``~parse("!x")``
+        is ``parse("x")`` and ``~~s == s`` unless ``s`` itself is a double negation."""
         if isinstance(self._root, Not):
             return Selector(self._root.operand)
         return Selector(Not(self._root))
