@@ -82,9 +82,17 @@ def test_down_without_a_state_file_removes_namespaces_and_their_processes(
     built = lab.lab_up(lab.default_topology(prefix), runner=RUNNER, state_dir=tmp_path)
     (server,) = built.state.processes
     built.state_file.remove()
-    report = lab.lab_down(prefix, runner=RUNNER, state_dir=tmp_path)
+    # Named with the prefix but not <prefix><word>: not the lab's, so it must survive.
+    decoy = f"{prefix}keep-me"
+    ip = netns.IpRoute2(RUNNER)
+    ip.add_namespace(decoy)
+    try:
+        report = lab.lab_down(prefix, runner=RUNNER, state_dir=tmp_path)
+        assert ip.namespace_exists(decoy)
+    finally:
+        ip.delete_namespace(decoy)
     assert not report.had_state
-    assert len(report.removed_namespaces) == 4
+    assert sorted(report.removed_namespaces) == sorted(built.topology.namespaces())
     assert server.pid in report.stopped_pids, "found through `ip netns pids`, not the journal"
     assert not netns.process_alive(server)
 

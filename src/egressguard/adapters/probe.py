@@ -59,6 +59,7 @@ __all__ = [
     "Probe",
     "ProbeResult",
     "ProbeRunner",
+    "ScriptedProbeRunner",
     "ServerSpec",
     "icmp_checksum",
     "main",
@@ -200,6 +201,26 @@ class ProbeRunner(Protocol):
     """Run probes from inside network namespace ``ns``; results in the order of ``probes``."""
 
     def run_probes(self, ns: str, probes: Sequence[Probe]) -> list[ProbeResult]: ...
+
+
+class ScriptedProbeRunner:
+    """In-package fake ``ProbeRunner``: ``verdict(ns, probe)`` decides each result.
+
+    For unit tests of code that only interprets results (tables, expected-vs-observed); the
+    real probes run in tests/integration. ``calls`` records ``(ns, probes)`` per call.
+    """
+
+    def __init__(self, verdict: Callable[[str, Probe], tuple[bool, str]]) -> None:
+        self.verdict = verdict
+        self.calls: list[tuple[str, list[Probe]]] = []
+
+    def run_probes(self, ns: str, probes: Sequence[Probe]) -> list[ProbeResult]:
+        self.calls.append((ns, list(probes)))
+        out = []
+        for p in probes:
+            ok, detail = self.verdict(ns, p)
+            out.append(ProbeResult(p, ok, detail, 0.0 if ok else p.timeout))
+        return out
 
 
 def _module_argv(*args: str) -> list[str]:

@@ -216,14 +216,19 @@ def _print_topology(doc: dict[str, Any]) -> None:
         )
     rows.append((ns["node"], "node", t["node"]["uplink"], " ".join(t["node"]["addresses"]), ""))
     rows.append((ns["inet"], "inet", t["inet"]["uplink"], " ".join(t["inet"]["addresses"]), ""))
+    _print_rows(rows)
+    internet = t["inet"]["internet"]
+    v4 = [a for a in internet if ":" not in a]
+    v6 = [a for a in internet if ":" in a]
+    print(f"internet addresses (lo in {ns['inet']}):")
+    for group in (v4, v6):
+        if group:
+            print("  " + " ".join(group))
     servers = " ".join(
         [f"tcp/{p}" for p in t["inet"]["tcp"]] + [f"udp/{p}" for p in t["inet"]["udp"]]
     )
-    pids = ",".join(str(p["pid"]) for p in doc["processes"]) or "-"
-    rows.append(
-        (ns["inet"], "inet", "lo", " ".join(t["inet"]["internet"]), f"{servers} pid {pids}")
-    )
-    _print_rows(rows)
+    pids = ", ".join(str(p["pid"]) for p in doc["processes"]) or "-"
+    print(f"servers: {servers} on every internet address (pid {pids}); ICMP echo by the kernel")
 
 
 def _print_rows(rows: Sequence[Sequence[str]]) -> None:
