@@ -12,7 +12,7 @@ expanded into their items.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
@@ -57,7 +57,7 @@ from egressguard.calico.model import (
     StagedNetworkPolicy,
     Tier,
 )
-from egressguard.calico.validate import parse_path, validate_at
+from egressguard.calico.validate import check, parse_path
 from egressguard.errors import ManifestError
 from egressguard.problems import Path, Problem, format_path
 
@@ -690,29 +690,22 @@ def _items(doc: yamlio.Document) -> Iterable[tuple[Path, Any]]:
         yield (), doc.data
 
 
-def load_documents(
-    documents: Iterable[yamlio.Document],
-    *,
-    validate: bool = True,
-    validator: Callable[[Any, Path], list[Problem]] | None = None,
-) -> Manifests:
+def load_documents(documents: Iterable[yamlio.Document], *, validate: bool = True) -> Manifests:
     """Validate and convert YAML documents; invalid ones are reported, not converted.
 
     ``validate=False`` skips Calico's validator (for trusted, rendered input): only documents
     that cannot be represented at all become problems.
     """
-    if validate and validator is None:
-        validator = validate_at
     resources: list[Resource] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, str | None, str], Resource] = {}
     for doc in documents:
         origin = _origin(doc)
         for prefix, item in _items(doc):
-            if validate and validator is not None:
-                found = validator(item, prefix)
+            if validate:
+                found = check(item, prefix)
                 if found:
-                    problems.extend(_locate(doc, p) for p in found)
+                    problems.extend(doc.locate(problem, path) for path, problem in found)
                     continue
             try:
                 resource = _convert(_map(item, prefix), origin, prefix)
@@ -747,11 +740,6 @@ def _with_origin(resource: Resource, origin: Origin, prefix: Path) -> Resource:
         lines=origin.lines,
     )
     return replace(resource, origin=item_origin)
-
-
-def _locate(doc: yamlio.Document, problem: Problem) -> Problem:
-    """Attach file/line/document to a problem whose ``path`` is a formatted YAML path."""
-    return doc.locate(problem, parse_path(problem.path))
 
 
 def load_text(text: str, source: str = "<string>", *, validate: bool = True) -> Manifests:

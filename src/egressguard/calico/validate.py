@@ -48,7 +48,7 @@ from egressguard.errors import SelectorError
 from egressguard.problems import Path, Problem, format_path
 from egressguard.selector import parse as parse_selector
 
-__all__ = ["parse_path", "validate", "validate_at", "validate_documents"]
+__all__ = ["check", "parse_path", "validate", "validate_at", "validate_documents"]
 
 # --------------------------------------------------------------------------------------------
 # Formats (validator.go; k8s.io/apimachinery/pkg/util/validation)
@@ -220,12 +220,13 @@ class _Validator:
     """Collects problems while walking one document."""
 
     def __init__(self) -> None:
-        self.problems: list[Problem] = []
+        #: (raw path, problem): the raw path finds the line even for keys containing dots.
+        self.found: list[tuple[Path, Problem]] = []
 
     # -- reporting and type helpers ----------------------------------------------------------
 
     def err(self, path: Path, message: str) -> None:
-        self.problems.append(Problem(format_path(path), message))
+        self.found.append((path, Problem(format_path(path), message)))
 
     def keys(self, obj: Mapping[str, Any], path: Path, allowed: Iterable[str]) -> None:
         allowed_set = set(allowed)
@@ -1090,11 +1091,17 @@ def _type_name(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def validate_at(document: Any, prefix: Path = ()) -> list[Problem]:
-    """Problems of one manifest whose paths start with ``prefix`` (for items of a List)."""
+def check(document: Any, prefix: Path = ()) -> list[tuple[Path, Problem]]:
+    """Problems of one manifest with their raw YAML paths (tuples), for locating them;
+    paths start with ``prefix`` (``("items", 3)`` for an item of a List)."""
     checker = _Validator()
     checker.document(document, prefix)
-    return checker.problems
+    return checker.found
+
+
+def validate_at(document: Any, prefix: Path = ()) -> list[Problem]:
+    """Problems of one manifest whose paths start with ``prefix`` (for items of a List)."""
+    return [problem for _, problem in check(document, prefix)]
 
 
 def validate(document: Mapping[str, Any]) -> list[Problem]:
@@ -1121,11 +1128,11 @@ def validate_documents(documents: Iterable[yamlio.Document]) -> list[Problem]:
             and isinstance(data.get("items"), list)
         ):
             found = [
-                p for i, item in enumerate(data["items"]) for p in validate_at(item, ("items", i))
+                pair for i, item in enumerate(data["items"]) for pair in check(item, ("items", i))
             ]
         else:
-            found = validate_at(data, ())
-        out.extend(doc.locate(p, parse_path(p.path)) for p in found)
+            found = check(data, ())
+        out.extend(doc.locate(problem, path) for path, problem in found)
     return out
 
 

@@ -343,3 +343,22 @@ def test_validation_can_be_skipped_for_trusted_input() -> None:
     )
     assert not load_text(doc).policies
     assert load_text(doc, validate=False).policies[0].egress[0].destination.nets == ("192.0.2.1",)
+
+
+def test_problem_line_of_a_label_key_with_dots() -> None:
+    loaded = load_text(
+        text("""
+        apiVersion: crd.projectcalico.org/v1
+        kind: GlobalNetworkSet
+        metadata:
+          name: s
+          labels:
+            policy: blocked
+            projectcalico.org/namespace: shop
+        spec: {nets: [192.0.2.0/24]}
+        """),
+        "gns.yaml",
+    )
+    (problem,) = loaded.problems
+    assert problem.path == "metadata.labels.projectcalico.org/namespace"
+    assert problem.line == 7
