@@ -571,7 +571,8 @@ class Manifests:
 
     Accessors return tuples in input order. ``policies`` are the *enforced* Calico policies,
     including Kubernetes NetworkPolicies converted the way Calico converts them; staged
-    policies are in ``staged_policies`` only.
+    policies are in ``staged_policies`` only. Build one from resources with ``Manifests.of``
+    (it converts the Kubernetes policies), not with the constructor.
     """
 
     resources: tuple[Resource, ...] = ()
