@@ -68,7 +68,9 @@ def test_topology_comes_up(running_lab: lab.Lab) -> None:
     # Forwarding on the node only.
     assert ip.read_sysctl(t.node_ns, "net.ipv4.ip_forward") == "1"
     assert ip.read_sysctl(t.node_ns, "net.ipv6.conf.all.forwarding") == "1"
-    assert ip.read_sysctl(t.inet_ns, "net.ipv4.ip_forward") == "0"
+    for ns in (t.inet_ns, *(t.pod_ns(p) for p in t.pods)):
+        assert ip.read_sysctl(ns, "net.ipv4.ip_forward") == "0"
+        assert ip.read_sysctl(ns, "net.ipv6.conf.all.forwarding") == "0"
     status = running_lab.status()
     assert status.healthy, status.to_json()
 

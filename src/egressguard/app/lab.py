@@ -763,9 +763,14 @@ def _build(lab: Lab, progress: Callable[[str], None]) -> None:
     ip.add_neighbor(inet, UPLINK, t.node_link6.ip, t.node_mac)
 
     progress("forwarding")
-    # Namespaced sysctls: they vanish with the node namespace, nothing to restore.
-    ip.write_sysctl(node, "net.ipv4.ip_forward", "1")
-    ip.write_sysctl(node, "net.ipv6.conf.all.forwarding", "1")
+    # Only the node routes. Set it everywhere: a new namespace copies the host's IPv4
+    # conf/all values (net.core.devconf_inherit_init_net = 0), so a host that forwards would
+    # otherwise make pods and inet forward too. Namespaced sysctls vanish with their
+    # namespace: nothing to restore.
+    for ns in t.namespaces():
+        on = "1" if ns == node else "0"
+        ip.write_sysctl(ns, "net.ipv4.ip_forward", on)
+        ip.write_sysctl(ns, "net.ipv6.conf.all.forwarding", on)
 
     progress("servers")
     pid = probe.start_servers(lab.runner, inet, t.server_spec())
