@@ -140,6 +140,53 @@ def test_nesting_beyond_the_limit_is_an_error_not_a_crash() -> None:
         selector.parse("(" * 10_000)
 
 
+LEVELS = selector.MAX_NESTING // 3  # each level below adds three tree levels
+
+
+def _deep(levels: int) -> str:
+    # Not -> Or -> And -> Not -> ...: the deepest tree per character of text
+    text = "has(c)"
+    for _ in range(levels):
+        text = f"!(has(a) || has(b) && {text})"
+    return text
+
+
+def _exercise(text: str) -> tuple[bool, bool, str, int]:
+    sel = selector.parse(text)
+    again = selector.Selector(sel.root)  # bypass the parse cache: print and compile again
+    prefixed = sel.prefix_keys("pcns.")
+    return (
+        again.matches({}),
+        again.root.evaluate({"b": ""}),
+        str(selector.parse(str(prefixed)))[:6],
+        len(sel.label_restrictions()) + hash(sel.root) * 0,
+    )
+
+
+def test_deepest_allowed_tree_works_even_from_a_deep_call_stack() -> None:
+    """Printing, compiling, hashing, evaluating and analysing recurse over the tree; at the
+    nesting limit they must still fit in Python's stack when the caller is itself deep."""
+    text = _deep(LEVELS)
+
+    def nested(levels: int) -> tuple[bool, bool, str, int]:
+        return _exercise(text) if levels == 0 else nested(levels - 1)
+
+    matches_empty, evaluates_b, printed, _ = nested(400)
+    # Each level is !(has(a) || has(b) && inner). With {} every level is !(false): true.
+    assert matches_empty is True
+    # With {"b": ""} each level is !inner, and the innermost has(c) is false.
+    assert evaluates_b is (LEVELS % 2 == 1)
+    assert printed == "!(has("
+
+
+def test_tree_depth_beyond_the_limit_is_an_error() -> None:
+    text = _deep(LEVELS + 1)  # parentheses are only LEVELS + 1 deep, the tree is deeper
+    with pytest.raises(SelectorError) as info:
+        selector.parse(text)
+    assert info.value.column == 3  # the outermost || group is the first to exceed the limit
+    assert "nested more than" in info.value.reason
+
+
 def test_long_flat_expressions_are_not_limited() -> None:
     terms = [f'k{i} == "v{i}"' for i in range(2000)]
     sel = selector.parse(" && ".join(terms))

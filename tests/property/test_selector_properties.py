@@ -206,6 +206,12 @@ TOKENS = [
         st.text(st.sampled_from(SELECTOR_CHARS), max_size=40),
         st.lists(st.sampled_from(TOKENS), max_size=14).map("".join),
         st.lists(st.sampled_from(TOKENS), max_size=14).map(" ".join),
+        # deep nesting, around and beyond MAX_NESTING, must be an error, never a crash
+        st.tuples(
+            st.integers(0, 200),
+            st.sampled_from(["(", "!(", "!(has(a) || has(b) && ", "(has(a) && "]),
+            st.sampled_from([")", "", "))"]),
+        ).map(lambda t: t[1] * t[0] + "has(c)" + t[2] * t[0]),
     )
 )
 def test_parse_raises_only_selector_error(text: str) -> None:

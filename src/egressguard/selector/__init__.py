@@ -3,16 +3,26 @@
 Specification: ``shared/reference/calico-semantics.md`` §4 (behaviour of
 ``libcalico-go/lib/selector`` in Calico master), §1.3 and §2 for the namespace rewrites.
 
-Typical use::
+Typical use (these examples run as tests)::
 
-    from egressguard import selector
-
-    sel = selector.parse("policy == 'egress-traffic-blocking' && !has(exempt)")
-    sel.matches({"policy": "egress-traffic-blocking"})        # True
-    str(sel)             # '(policy == "egress-traffic-blocking" && !has(exempt))'
-    sel.required_keys()  # frozenset({'policy'})
-
-    selector.parse("a == b")   # SelectorError: ... at column 6 ...
+    >>> from egressguard import selector
+    >>> sel = selector.parse("policy == 'egress-traffic-blocking' && !has(exempt)")
+    >>> sel.matches({"policy": "egress-traffic-blocking"})
+    True
+    >>> sel.matches({"policy": "egress-traffic-blocking", "exempt": "yes"})
+    False
+    >>> str(sel)
+    '(policy == "egress-traffic-blocking" && !has(exempt))'
+    >>> sorted(sel.required_keys())
+    ['policy']
+    >>> selector.parse("a != 'x'").matches({})    # a missing label: != and not in are true
+    True
+    >>> selector.parse("a == b")
+    Traceback (most recent call last):
+      ...
+    egressguard.errors.SelectorError: expected a quoted string ... at column 6 in selector 'a == b'
+    >>> str(selector.entity_rule_selector(selector="policy == 'x'", namespace_selector="global()"))
+    '(!has(projectcalico.org/namespace) && policy == "x")'
 
 What lives where:
 

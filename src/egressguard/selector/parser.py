@@ -15,9 +15,13 @@ Grammar (``libcalico-go/lib/selector/parser/parser.go``)::
 comparison after it (``!a == "b"`` is ``!(a == "b")``). Parentheses only group: ``(x)`` gives
 the tree of ``x``, so ``(a && b) && c`` is an AND whose first operand is an AND.
 
-One limit that Calico does not have: parentheses may nest at most :data:`MAX_NESTING` deep,
-so that parsing, printing and evaluation stay within Python's recursion limit. Real selectors
-are far below it (Calico caps selectors at 1024 characters).
+One limit that Calico does not have: the expression may nest at most :data:`MAX_NESTING` (64)
+levels deep, counting ``!``, ``&&`` groups and ``||`` groups along the deepest path, and
+parentheses at most as deep. Printing, compiling, hashing and the reference evaluator recurse
+over the tree, so the limit keeps them far inside Python's recursion limit wherever they are
+called from. It bounds the *tree*, not the text, so the canonical form of anything accepted
+is accepted too (printing adds parentheses around every group). Real selectors are nowhere
+near it (Calico caps selectors at 1024 characters; policies use a few levels at most).
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ from egressguard.selector.tokens import Kind, Token, tokenize
 
 __all__ = ["MAX_NESTING", "parse_node"]
 
-#: Deepest nesting of parentheses accepted (an egressguard limit; Calico has none).
-MAX_NESTING = 100
+#: Deepest expression nesting (and parenthesis nesting) accepted; an egressguard limit.
+MAX_NESTING = 64
 
 _COMPARISONS: dict[Kind, type[Eq | Ne | Contains | StartsWith | EndsWith]] = {
     Kind.EQ: Eq,
@@ -61,13 +65,13 @@ def parse_node(text: str) -> Node:
 
 
 class _Parser:
-    __slots__ = ("depth", "pos", "text", "tokens")
+    __slots__ = ("parens", "pos", "text", "tokens")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.pos = 0
-        self.depth = 0
+        self.parens = 0
 
     def error(self, token: Token, message: str, hint: str | None = None) -> SelectorError:
         return SelectorError(message, selector=self.text, column=token.pos + 1, hint=hint)
@@ -84,7 +88,7 @@ class _Parser:
     def parse(self) -> Node:
         if self.peek().kind is Kind.EOF:
             return All()
-        node = self.or_expr()
+        node, _ = self.or_expr()
         token = self.peek()
         if token.kind is not Kind.EOF:
             if token.kind is Kind.RPAREN:
@@ -96,58 +100,84 @@ class _Parser:
             )
         return node
 
-    def or_expr(self) -> Node:
-        operands = [self.and_expr()]
+    # Each method returns the node and its depth (0 for a comparison, has(), all(), global();
+    # one more than its deepest operand for !, && and ||), checked against MAX_NESTING.
+
+    def check_depth(self, depth: int, start: Token) -> int:
+        if depth > MAX_NESTING:
+            raise self.error(
+                start,
+                f"expression nested more than {MAX_NESTING} levels deep",
+                "egressguard limits nesting of !, &&, || and parentheses; simplify the selector",
+            )
+        return depth
+
+    def or_expr(self) -> tuple[Node, int]:
+        start = self.peek()
+        node, depth = self.and_expr()
+        if self.peek().kind is not Kind.OR:
+            return node, depth
+        operands = [node]
         while self.peek().kind is Kind.OR:
             self.next()
-            operands.append(self.and_expr())
-        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+            operand, operand_depth = self.and_expr()
+            operands.append(operand)
+            depth = max(depth, operand_depth)
+        return Or(tuple(operands)), self.check_depth(depth + 1, start)
 
-    def and_expr(self) -> Node:
-        operands = [self.unary()]
+    def and_expr(self) -> tuple[Node, int]:
+        start = self.peek()
+        node, depth = self.unary()
+        if self.peek().kind is not Kind.AND:
+            return node, depth
+        operands = [node]
         while self.peek().kind is Kind.AND:
             self.next()
-            operands.append(self.unary())
-        return operands[0] if len(operands) == 1 else And(tuple(operands))
+            operand, operand_depth = self.unary()
+            operands.append(operand)
+            depth = max(depth, operand_depth)
+        return And(tuple(operands)), self.check_depth(depth + 1, start)
 
-    def unary(self) -> Node:
+    def unary(self) -> tuple[Node, int]:
+        start = self.peek()
         negated = False
         while self.peek().kind is Kind.NOT:
             self.next()
             negated = not negated
-        node = self.primary()
-        return Not(node) if negated else node
+        node, depth = self.primary()
+        if negated:
+            return Not(node), self.check_depth(depth + 1, start)
+        return node, depth
 
-    def primary(self) -> Node:
+    def primary(self) -> tuple[Node, int]:
         token = self.next()
         kind = token.kind
         if kind is Kind.HAS:
-            return Has(token.value)
+            return Has(token.value), 0
         if kind is Kind.ALL:
-            return All()
+            return All(), 0
         if kind is Kind.GLOBAL:
-            return Global()
+            return Global(), 0
         if kind is Kind.LABEL:
-            return self.comparison(token)
+            return self.comparison(token), 0
         if kind is Kind.LPAREN:
             return self.group(token)
         raise self.unexpected_operand(token)
 
-    def group(self, lparen: Token) -> Node:
-        self.depth += 1
-        if self.depth > MAX_NESTING:
-            raise self.error(lparen, f"parentheses nested more than {MAX_NESTING} deep")
+    def group(self, lparen: Token) -> tuple[Node, int]:
+        self.parens += 1
+        self.check_depth(self.parens, lparen)  # bounds the parser's own recursion
         if self.peek().kind is Kind.RPAREN:
             raise self.error(self.peek(), "empty parentheses", "write an expression inside")
-        node = self.or_expr()
+        node, depth = self.or_expr()
         close = self.next()
         if close.kind is not Kind.RPAREN:
             raise self.error(
                 close,
                 f"expected ')' to close '(' at column {lparen.pos + 1}, found {close.describe()}",
             )
-        self.depth -= 1
-        return node
+        self.parens -= 1
+        return node, depth
 
     def comparison(self, label: Token) -> Node:
         operator = self.next()

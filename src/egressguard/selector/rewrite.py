@@ -94,8 +94,10 @@ def namespace_scope(namespace_selector: str) -> Selector:
     (every namespaced entity) and ``global()`` becomes ``!has(projectcalico.org/namespace)``
     (only GlobalNetworkSets and host endpoints)::
 
-        str(namespace_scope("global()"))       == "!has(projectcalico.org/namespace)"
-        str(namespace_scope("team == 'a'"))    == 'pcns.team == "a"'
+        >>> str(namespace_scope("global()"))
+        '!has(projectcalico.org/namespace)'
+        >>> str(namespace_scope("team == 'a' || all()"))
+        '(pcns.team == "a" || has(projectcalico.org/namespace))'
     """
     return parse(_namespace_scope_text(namespace_selector))
 

@@ -334,3 +334,17 @@ def test_trees_too_deep_for_the_compiler_fall_back_to_the_reference_evaluator() 
     sel = Selector(node)
     assert sel.matches({"a": ""}) is True  # an even number of negations
     assert sel.matches({}) is False
+
+
+# ---- documentation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module_name", ["egressguard.selector", "egressguard.selector.rewrite"])
+def test_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
