@@ -208,3 +208,12 @@ def test_host_sysctls_are_journaled_and_restored(running_lab: lab.Lab) -> None:
         assert ip.read_sysctl(side, "net.ipv4.ip_forward") == "0"
     finally:
         ip.delete_namespace(side)
+
+
+def test_a_later_process_can_attach_to_the_running_lab(running_lab: lab.Lab) -> None:
+    again = lab.attach_lab(
+        running_lab.topology.prefix, runner=running_lab.runner, state_dir=running_lab.state_dir
+    )
+    assert again.topology == running_lab.topology
+    (result,) = again.probe([Probe("pod2", "icmp", str(again.topology.internet6[-1]))])
+    assert result.ok, result.detail

@@ -71,6 +71,7 @@ __all__ = [
     "SysctlChange",
     "TeardownReport",
     "Topology",
+    "attach_lab",
     "cali_name",
     "default_probes",
     "default_topology",
@@ -84,6 +85,7 @@ __all__ = [
     "pod_mac",
     "shielded",
     "state_path",
+    "topology_from_json",
     "validate_prefix",
 ]
 
@@ -326,6 +328,10 @@ class Topology:
                 **{p.key: self.pod_ns(p) for p in self.pods},
             },
             "pods": [p.to_json() for p in self.pods],
+            "networks": {
+                "pods": [str(self.pod_network4), str(self.pod_network6)],
+                "internet": [str(self.internet_network4), str(self.internet_network6)],
+            },
             "gateway": [str(self.gateway4), str(self.gateway6)],
             "node": {
                 "uplink": UPLINK,
@@ -341,6 +347,50 @@ class Topology:
                 "udp": list(self.udp_ports),
             },
         }
+
+
+def topology_from_json(doc: Mapping[str, Any]) -> Topology:
+    """The inverse of ``Topology.to_json`` (as stored in the state file)."""
+    try:
+        v4a, v6a = ipaddress.IPv4Address, ipaddress.IPv6Address
+        pods = tuple(
+            LabPod(
+                str(p["key"]),
+                str(p["namespace"]),
+                str(p["name"]),
+                tuple(sorted((str(k), str(v)) for k, v in p["labels"].items())),
+                v4a(p["ipv4"]),
+                v6a(p["ipv6"]),
+            )
+            for p in doc["pods"]
+        )
+        inet, node = doc["inet"], doc["node"]
+        internet = [ipaddress.ip_address(a) for a in inet["internet"]]
+        return Topology(
+            prefix=str(doc["prefix"]),
+            pods=pods,
+            pod_network4=ipaddress.IPv4Network(doc["networks"]["pods"][0]),
+            pod_network6=ipaddress.IPv6Network(doc["networks"]["pods"][1]),
+            gateway4=v4a(doc["gateway"][0]),
+            gateway6=v6a(doc["gateway"][1]),
+            node_link4=ipaddress.IPv4Interface(node["addresses"][0]),
+            node_link6=ipaddress.IPv6Interface(node["addresses"][1]),
+            inet_link4=ipaddress.IPv4Interface(inet["addresses"][0]),
+            inet_link6=ipaddress.IPv6Interface(inet["addresses"][1]),
+            internet_network4=ipaddress.IPv4Network(doc["networks"]["internet"][0]),
+            internet_network6=ipaddress.IPv6Network(doc["networks"]["internet"][1]),
+            internet4=tuple(a for a in internet if isinstance(a, v4a)),
+            internet6=tuple(a for a in internet if isinstance(a, v6a)),
+            tcp_ports=tuple(int(x) for x in inet["tcp"]),
+            udp_ports=tuple(int(x) for x in inet["udp"]),
+            node_mac=str(node["mac"]),
+            inet_mac=str(inet["mac"]),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise DataplaneError(
+            f"the lab topology in the state file is damaged: {exc!r}",
+            hint="`egressguard lab down` removes the lab; then build it again",
+        ) from exc
 
 
 def in_documentation_ranges(value: Any) -> bool:
@@ -638,6 +688,24 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         with shielded():
             self.down()
+
+
+def attach_lab(prefix: str, *, runner: NetnsRunner, state_dir: Path = DEFAULT_STATE_DIR) -> Lab:
+    """The running lab ``prefix`` as recorded in its state file (for a later process)."""
+    path = state_path(Path(state_dir), prefix)
+    doc = StateFile(path).load()
+    if doc is None:
+        raise UsageError(
+            f"no lab with prefix {prefix!r} (no state file {path})",
+            hint=f"egressguard lab up --prefix {prefix}",
+        )
+    state = LabState.from_json(doc)
+    if state.status != "up" or state.topology is None:
+        raise UsageError(
+            f"the lab {prefix!r} is not up (status {state.status!r})",
+            hint=f"egressguard lab down --prefix {prefix}, then lab up",
+        )
+    return Lab(topology_from_json(state.topology), state, runner=runner, state_dir=state_dir)
 
 
 def lab_up(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import re
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from egressguard.app import lab
-from egressguard.errors import InputError, UsageError
+from egressguard.errors import DataplaneError, InputError, UsageError
 
 DOC_RANGES = [
     ipaddress.ip_network(n)
@@ -192,3 +193,18 @@ def test_default_probes_cover_every_kind_pod_and_family() -> None:
 def test_state_path_is_per_prefix(tmp_path: Any) -> None:
     assert lab.state_path(tmp_path, "eg-lab-").name == "lab-eg-lab-.json"
     assert lab.state_path(tmp_path, "eg-a-") != lab.state_path(tmp_path, "eg-b-")
+
+
+def test_topology_round_trips_through_its_state_file_form() -> None:
+    custom = lab.default_topology(
+        "eg-t5-", internet4=["203.0.113.92", "203.0.113.111"], internet6=["2001:db8:203:113::1"]
+    )
+    for topo in (lab.default_topology(), custom):
+        assert lab.topology_from_json(json.loads(json.dumps(topo.to_json()))) == topo
+
+
+def test_a_damaged_topology_document_is_refused() -> None:
+    doc = lab.default_topology().to_json()
+    del doc["networks"]
+    with pytest.raises(DataplaneError, match="damaged"):
+        lab.topology_from_json(doc)
