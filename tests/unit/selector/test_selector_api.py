@@ -348,3 +348,13 @@ def test_docstring_examples_run(module_name: str) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_selector_is_immutable_and_matches_is_the_compiled_function() -> None:
+    sel = parse("a == 'x'")
+    with pytest.raises(AttributeError):
+        sel.matches = lambda labels: True  # type: ignore[method-assign]
+    with pytest.raises(AttributeError):
+        del sel.matches
+    assert sel.matches is sel.matcher
+    assert sel.matches({"a": "x"}) is True
