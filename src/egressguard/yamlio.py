@@ -12,7 +12,6 @@ documents whose aliases expand beyond a fixed node budget ("billion laughs").
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -25,13 +24,28 @@ from egressguard.problems import Path, Problem
 
 __all__ = ["Document", "dump_documents", "load_file", "load_text"]
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader with a shortcut for plain scalars containing ``/``.
+
+    No YAML 1.1 implicit type (bool, int, float, null, timestamp) can contain a slash, so such
+    scalars are strings; CIDRs are all of them. Skipping the resolver's regular expressions for
+    them halves the time to load a network set of 170,000 CIDRs.
+    """
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0] and "/" in value:
+            return _STR
+        resolved: str = super().resolve(kind, value, implicit)
+        return resolved
+
+
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-_PLAIN_TAGS = frozenset(
-    f"tag:yaml.org,2002:{name}"
-    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
-)
+_TAG = "tag:yaml.org,2002:"
+_STR, _TIMESTAMP, _MAP, _SEQ = (_TAG + name for name in ("str", "timestamp", "map", "seq"))
 
 #: Upper bound on nodes built from one file, aliases expanded; protects against alias bombs.
 NODE_BUDGET = 5_000_000
@@ -69,6 +83,14 @@ class _Builder:
         self.budget = NODE_BUDGET
         self.lines: dict[Path, int] = {}
         self.scalars = yaml.constructor.SafeConstructor()
+        # Resolved scalar tags → constructor; plain strings and timestamps skip construction
+        # entirely (the hot path for large network sets).
+        self.construct: dict[str, Any] = {
+            _TAG + "int": self.scalars.construct_yaml_int,
+            _TAG + "float": self.scalars.construct_yaml_float,
+            _TAG + "bool": self.scalars.construct_yaml_bool,
+            _TAG + "null": self.scalars.construct_yaml_null,
+        }
 
     def fail(self, node: yaml.Node, message: str) -> ManifestError:
         return ManifestError(f"{self.source}:{node.start_mark.line + 1}: {message}")
@@ -79,18 +101,18 @@ class _Builder:
             raise self.fail(node, "document expands beyond the node budget (alias bomb?)")
         if path not in self.lines:
             self.lines[path] = node.start_mark.line + 1
-        if node.tag not in _PLAIN_TAGS:
-            raise self.fail(node, f"tag {node.tag!r} is not allowed (plain YAML only)")
-        if isinstance(node, yaml.MappingNode):
+        tag = node.tag
+        if tag in (_STR, _TIMESTAMP):
+            # Kubernetes sees timestamps as strings, so they keep their source text.
+            return node.value
+        if isinstance(node, yaml.MappingNode) and tag == _MAP:
             return self.build_mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = self.scalars.construct_object(node, deep=True)
-        if isinstance(value, _dt.date | _dt.datetime):
-            return str(node.value)  # Kubernetes sees timestamps as strings
-        if isinstance(value, bytes):
-            raise self.fail(node, "binary scalars are not supported")
-        return value
+        construct = self.construct.get(tag)
+        if construct is None or not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, f"tag {tag!r} is not allowed (plain YAML only)")
+        return construct(node)
 
     def build_mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         self.scalars.flatten_mapping(node)  # resolves "<<" merge keys

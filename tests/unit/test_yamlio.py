@@ -69,3 +69,18 @@ def test_dump_round_trips() -> None:
     text = dump_documents(values)
     assert text.startswith("---\n")
     assert [d.data for d in load_text(text)] == values
+
+
+def test_scalars_keep_yaml_types_and_cidrs_stay_strings() -> None:
+    text = "a: 1\nb: 1.5\nc: true\nd: null\ne: 10.0.0.0/8\nf: 2001:db8::/32\ng: 0x1F\nh: '12'\n"
+    data = load_text(text)[0].data
+    assert data == {
+        "a": 1,
+        "b": 1.5,
+        "c": True,
+        "d": None,
+        "e": "10.0.0.0/8",
+        "f": "2001:db8::/32",
+        "g": 31,
+        "h": "12",
+    }
