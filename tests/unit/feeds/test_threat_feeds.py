@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from egressguard.cidr.sets import AddressSet
 from egressguard.feeds import csvlist, plain, spamhaus, tor
 from egressguard.feeds.result import FeedFormatError, ParsedFeed
 
-FIREHOL = sorted(
-    (Path(__file__).resolve().parents[3].parent / "shared/data/feeds/firehol-2022").glob("*set")
+# parametrisation needs the list at collection time, so resolve ../shared as conftest does
+_SHARED = Path(
+    os.environ.get("EGRESSGUARD_SHARED", Path(__file__).resolve().parents[3].parent / "shared")
 )
+FIREHOL = sorted((_SHARED / "data/feeds/firehol-2022").glob("*set"))
 
 
 def ipaddress_set(cidrs: list[str]) -> set[str]:
@@ -48,6 +51,10 @@ def test_firehol_sets_match_their_header_and_ipaddress(path: Path) -> None:
     assert cidr_texts(got) == ipaddress_set(entries)
     assert got.meta.date is not None
     assert got.meta.date.startswith(("2018", "2021", "2022"))
+
+
+def test_the_firehol_samples_are_there() -> None:
+    assert len(FIREHOL) == 13, f"FireHOL samples missing under {_SHARED}"
 
 
 @pytest.mark.parametrize("name", ["feodo.ipset", "feodo_badips.ipset", "sslbl.ipset"])
