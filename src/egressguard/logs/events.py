@@ -1,0 +1,264 @@
+"""Values the log parser produces: ``Event`` (one logged packet), ``Packet`` (the header embedded
+in an ICMP error) and ``Issue`` (a rejected line).
+
+Events are ``NamedTuple``s, not dataclasses, on purpose: the parser builds hundreds of thousands
+per second, and a 75-field frozen dataclass costs ~10 µs to construct while a tuple costs
+~0.3 µs. They are still immutable, typed and keyword-constructible; the enrichment step adds its
+fields with ``event._replace(set=..., country=...)``.
+
+Field names follow the kernel's own order (``nf_log_syslog.c``); ``docs/log-events.md`` is the
+schema reference. Values are normalised: addresses as ``ipaddress`` prints them (IPv6
+compressed), numbers as ``int`` (hex fields too), flags as tuples of the kernel's words in the
+kernel's order, and absent fields as ``None``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from typing import Any, NamedTuple
+
+__all__ = [
+    "ISSUE_CODES",
+    "WRAPPERS",
+    "Event",
+    "Issue",
+    "Packet",
+    "event_epoch",
+    "event_to_json",
+    "issue_to_json",
+    "packet_to_json",
+]
+
+#: Layer-1 wrapper kinds, as ``Event.wrapper`` names them.
+WRAPPERS = (
+    "iso8601",  # rsyslog RSYSLOG_FileFormat: 2025-01-19T16:13:46.406155+00:00 host kernel: msg
+    "rfc3164",  # Jan 19 16:13:46 host kernel: msg   (optionally <PRI> first)
+    "rfc5424",  # <5>1 2025-01-19T16:13:46.406155Z host kernel - - - msg
+    "journald",  # journalctl -o json, _TRANSPORT=kernel
+    "dmesg",  # [ 6236.551431] msg
+    "dmesg-T",  # [Sun Jan 19 16:13:46 2025] msg
+    "kmsg",  # /dev/kmsg: 5,344,107477159,-;msg
+    "bare",  # msg alone
+)
+
+#: ``Issue.code`` values: a fixed, small set, so they can label a metric.
+ISSUE_CODES = (
+    "not-kernel",  # written by something else than the kernel (syslog tag, transport, facility)
+    "bad-wrapper",  # the syslog/journald/kmsg wrapper is malformed (timestamp, JSON, header)
+    "bad-address",  # an address is not a valid IPv4/IPv6 address (truncated, redacted)
+    "bad-field",  # a number or hex value is malformed or out of range
+    "grammar",  # fields missing, out of the kernel's order, or unknown
+    "glued",  # two records run together in one line
+    "no-payload",  # looks like a packet log but carries no netfilter payload (eBPF, placeholders)
+)
+
+
+class Packet(NamedTuple):
+    """An IP header dump: the inner packet quoted by an ICMP/ICMPv6 error (``[SRC=... ]``).
+
+    Same meaning as the fields of the same name on ``Event``.
+    """
+
+    family: int | None = None
+    src: str | None = None
+    dst: str | None = None
+    length: int | None = None
+    tos: int | None = None
+    prec: int | None = None
+    ttl: int | None = None
+    ip_id: int | None = None
+    tc: int | None = None
+    hoplimit: int | None = None
+    flowlabel: int | None = None
+    ip_flags: tuple[str, ...] = ()
+    fragment: int | None = None
+    frag_id: int | None = None
+    ip_options: str | None = None
+    ext_headers: str | None = None
+    proto: str | None = None
+    proto_num: int | None = None
+    src_port: int | None = None
+    dst_port: int | None = None
+    tcp_seq: int | None = None
+    tcp_ack: int | None = None
+    window: int | None = None
+    tcp_res: int | None = None
+    tcp_flags: tuple[str, ...] = ()
+    urgp: int | None = None
+    tcp_options: str | None = None
+    udp_len: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_id: int | None = None
+    icmp_seq: int | None = None
+    icmp_parameter: int | None = None
+    icmp_gateway: str | None = None
+    mtu: int | None = None
+    spi: int | None = None
+    incomplete: int | None = None
+    truncated: bool = False
+
+
+class Event(NamedTuple):
+    """One packet the kernel logged, with where the line came from.
+
+    Layer 1 (wrapper): ``line_no``, ``wrapper``, ``time`` (ISO 8601; RFC 3164 and ``dmesg -T``
+    times have no offset: local wall clock), ``host``, ``priority`` (syslog PRI or kmsg
+    prefix: facility*8+severity), ``uptime`` (seconds since boot from ``[ 123.456]``, kmsg or
+    journald), ``seq`` (kmsg sequence number).
+
+    Prefix: ``prefix`` (trailing ``": "`` removed) and, when the configured template decodes
+    it, ``tier``/``policy_kind``/``policy``/``policy_namespace``.
+
+    Layer 2 (netfilter payload), in the kernel's order: interfaces, link layer, IP header,
+    transport header, ICMP details with ``inner`` for the quoted header, trailer
+    (``uid``/``gid``/``mark``). ``family`` is 4, 6 or ``None`` (ARP and non-IP frames).
+    ``proto`` is the upper-case protocol name (``TCP``, ``UDP``, ``UDPLITE``, ``ICMP``,
+    ``ICMPV6``, ``ESP``, ``AH``, ``GRE``, …; the number as text when unnamed) and
+    ``proto_num`` its number. ``fragment`` is the fragment offset in bytes (the kernel prints
+    8-byte units for IPv4). ``incomplete`` is N from ``INCOMPLETE [N bytes]``; ``truncated``
+    means the kernel could not read a header (``TRUNCATED``).
+
+    Enrichment (filled later, never by the parser): ``set``, ``feeds``, ``country``,
+    ``src_pod``, ``src_namespace``, ``repeat_count``.
+    """
+
+    line_no: int = 0
+    wrapper: str = "bare"
+    time: str | None = None
+    host: str | None = None
+    priority: int | None = None
+    uptime: float | None = None
+    seq: int | None = None
+    prefix: str = ""
+    tier: str | None = None
+    policy_kind: str | None = None
+    policy: str | None = None
+    policy_namespace: str | None = None
+    in_iface: str | None = None
+    out_iface: str | None = None
+    physin: str | None = None
+    physout: str | None = None
+    mac: str | None = None
+    mac_dst: str | None = None
+    mac_src: str | None = None
+    ethertype: int | None = None
+    vlan_proto: int | None = None
+    vlan_id: int | None = None
+    tunnel_src: str | None = None
+    tunnel_dst: str | None = None
+    family: int | None = None
+    src: str | None = None
+    dst: str | None = None
+    length: int | None = None
+    tos: int | None = None
+    prec: int | None = None
+    ttl: int | None = None
+    ip_id: int | None = None
+    tc: int | None = None
+    hoplimit: int | None = None
+    flowlabel: int | None = None
+    ip_flags: tuple[str, ...] = ()
+    fragment: int | None = None
+    frag_id: int | None = None
+    ip_options: str | None = None
+    ext_headers: str | None = None
+    proto: str | None = None
+    proto_num: int | None = None
+    src_port: int | None = None
+    dst_port: int | None = None
+    tcp_seq: int | None = None
+    tcp_ack: int | None = None
+    window: int | None = None
+    tcp_res: int | None = None
+    tcp_flags: tuple[str, ...] = ()
+    urgp: int | None = None
+    tcp_options: str | None = None
+    udp_len: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_id: int | None = None
+    icmp_seq: int | None = None
+    icmp_parameter: int | None = None
+    icmp_gateway: str | None = None
+    mtu: int | None = None
+    spi: int | None = None
+    incomplete: int | None = None
+    truncated: bool = False
+    inner: Packet | None = None
+    arp_htype: int | None = None
+    arp_ptype: int | None = None
+    arp_opcode: int | None = None
+    arp_sha: str | None = None
+    arp_tha: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mark: int | None = None
+    # enrichment
+    set: str | None = None
+    feeds: tuple[str, ...] = ()
+    country: str | None = None
+    src_pod: str | None = None
+    src_namespace: str | None = None
+    repeat_count: int | None = None
+
+
+class Issue(NamedTuple):
+    """A line that looked like a packet log but was rejected; never an event.
+
+    ``code`` is one of ``ISSUE_CODES``; ``issue`` says what is wrong in words; ``prefix`` is the
+    log prefix when it could be found (so ``--prefix`` can filter issues too).
+    """
+
+    line_no: int
+    code: str
+    issue: str
+    prefix: str | None = None
+
+
+_TUPLE_FIELDS = frozenset({"ip_flags", "tcp_flags", "feeds"})
+
+
+def packet_to_json(packet: Packet) -> dict[str, Any]:
+    """``packet`` as a JSON-ready dict (tuples become lists)."""
+    out: dict[str, Any] = packet._asdict()
+    out["ip_flags"] = list(packet.ip_flags)
+    out["tcp_flags"] = list(packet.tcp_flags)
+    return out
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """``event`` as a JSON-ready dict: every field, ``None`` as null, ``inner`` nested."""
+    out: dict[str, Any] = event._asdict()
+    for name in _TUPLE_FIELDS:
+        out[name] = list(out[name])
+    if event.inner is not None:
+        out["inner"] = packet_to_json(event.inner)
+    return out
+
+
+def issue_to_json(issue: Issue, *, source: str | None = None) -> dict[str, Any]:
+    """``{"line_no": N, "code": ..., "issue": ...}`` (plus ``prefix``/``source`` when known)."""
+    out: dict[str, Any] = {"line_no": issue.line_no, "code": issue.code, "issue": issue.issue}
+    if issue.prefix is not None:
+        out["prefix"] = issue.prefix
+    if source is not None:
+        out["source"] = source
+    return out
+
+
+def event_epoch(event: Event, *, naive_tz: tzinfo = UTC) -> float | None:
+    """Seconds since the epoch of ``event.time``; ``None`` without a time.
+
+    Times without an offset (RFC 3164, ``dmesg -T``) are read in ``naive_tz``: the caller
+    knows the host's zone, the pure core does not.
+    """
+    if event.time is None:
+        return None
+    try:
+        when = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=naive_tz)
+    return when.timestamp()
