@@ -39,7 +39,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
@@ -48,7 +48,7 @@ import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.config.client_adapter import Client as _new_http_client
 from lightkube.config.client_adapter import ConnectionParams
-from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.kubeconfig import SERVICE_ACCOUNT, SingleConfig
 from lightkube.core.exceptions import ConfigError as _LightkubeConfigError
 from lightkube.generic_resource import GenericGlobalResource, create_global_resource
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -348,6 +348,19 @@ def _lease_record(lease: Lease) -> LeaseRecord:
     )
 
 
+def _micro_time(when: datetime | None) -> Any:
+    """A MicroTime as the API server parses it: RFC 3339 with exactly six fraction digits.
+
+    The server's layout is fixed-width (``2006-01-02T15:04:05.000000Z07:00``; kubernetes/
+    kubernetes#89156, #141204), while lightkube's encoder (msgspec) drops the fraction of a
+    whole second, which the server would reject. The string goes into the datetime-typed
+    field as is: msgspec encodes it unchanged.
+    """
+    if when is None:
+        return None
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _lease(namespace: str, name: str, record: LeaseRecord) -> Lease:
     return Lease(
         metadata=ObjectMeta(
@@ -356,8 +369,8 @@ def _lease(namespace: str, name: str, record: LeaseRecord) -> Lease:
         spec=LeaseSpec(
             holderIdentity=record.holder,
             leaseDurationSeconds=record.duration_seconds,
-            acquireTime=record.acquire_time,
-            renewTime=record.renew_time,
+            acquireTime=_micro_time(record.acquire_time),
+            renewTime=_micro_time(record.renew_time),
             leaseTransitions=record.transitions,
         ),
     )
@@ -597,16 +610,20 @@ def connect(
     timeout: float = 10.0,
     retry: RetryPolicy | None = None,
     force: bool = True,
+    service_account: str | Path = SERVICE_ACCOUNT,
 ) -> KubeClient:
     """A client from a kubeconfig file, or from the environment when ``kubeconfig`` is None.
 
-    The environment means, in this order: the pod's service account (in-cluster), the file named
-    by ``KUBECONFIG``, ``~/.kube/config``. ``context`` picks a kubeconfig context other than the
-    current one.
+    The environment means, in this order: the pod's service account (token, namespace and CA
+    under ``service_account`` plus ``KUBERNETES_SERVICE_HOST``/``_PORT``: in-cluster), the file
+    named by ``KUBECONFIG``, ``~/.kube/config``. ``context`` picks a kubeconfig context other
+    than the current one.
     """
     try:
         config = (
-            KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
+            KubeConfig.from_file(kubeconfig)
+            if kubeconfig is not None
+            else KubeConfig.from_env(service_account=service_account)
         )
         single = config.get(context_name=context)
         if single is None:  # pragma: no cover - get() without a default raises instead
