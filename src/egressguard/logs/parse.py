@@ -83,6 +83,13 @@ _IX = {name: i for i, name in enumerate(Event._fields)}
 _TEMPLATE: list[Any] = list(Event())
 _new_event = tuple.__new__
 _FILTERED = object()
+# journald exports a non-UTF-8 MESSAGE as an array of bytes: "MESSAGE":[101,103,...]
+_BYTES_MESSAGE = re.compile(r'"MESSAGE"\s*:\s*\[')
+
+
+def _candidate(text: str) -> bool:
+    """Could ``text`` be a packet log? Everything else is skipped without an issue."""
+    return "IN=" in text or "SRC=" in text or _payload.EBPF_RE.search(text) is not None
 
 
 class ParseStats:
@@ -296,7 +303,7 @@ class LogParser:
             line = line[:-1]
             if line.endswith("\r"):
                 line = line[:-1]
-        if "IN=" not in line and "SRC=" not in line and not _payload.EBPF_RE.search(line):
+        if not _candidate(line) and not (line[:1] == "{" and _BYTES_MESSAGE.search(line)):
             stats.skipped += 1
             return None
         prefix: str | None = None
@@ -305,6 +312,9 @@ class LogParser:
                 raise Rejected("bad-wrapper", f"line is {len(line)} characters long")
             w = unwrap(line, reference=self.reference, boot_time=self.boot_time)
             message = w.message
+            if message is not line and not _candidate(message):
+                stats.skipped += 1  # e.g. a journald record of another kernel message
+                return None
             if "\n" in message:
                 raise Rejected("glued", "the message holds a line break: two records in one")
             if len(message) > _payload.MAX_MESSAGE:

@@ -151,6 +151,13 @@ def _hexnum(text: str, field: str, *, maximum: int, upper: bool, width: int | No
     return value
 
 
+def _hex4(text: str, field: str) -> int:
+    """``%04x`` without a 0x prefix: VPROTO and MACPROTO."""
+    if len(text) != 4 or any(c not in "0123456789abcdef" for c in text):
+        raise Rejected("bad-field", f"{field} {text!r} is not 4 lower-case hex digits")
+    return int(text, 16)
+
+
 def _plainhex(text: str, field: str, *, maximum: int, width: int | None = None) -> int:
     """Minimal lowercase hex with 0x (``%x``): MARK and SPI."""
     value = _hexnum(text, field, maximum=maximum, upper=False, width=width)
@@ -636,13 +643,9 @@ def _link(c: _Cursor, f: dict[str, Any]) -> None:
     f["mac_src"] = _mac(macsrc, "MACSRC")
     f["mac_dst"] = _mac(c.value("MACDST", "MACSRC"), "MACDST")
     if c.has("VPROTO"):
-        f["vlan_proto"] = _hexnum(
-            c.value("VPROTO", "MACDST"), "VPROTO", maximum=U16, upper=False, width=4
-        )
+        f["vlan_proto"] = _hex4(c.value("VPROTO", "MACDST"), "VPROTO")
         f["vlan_id"] = _dec(c.value("VID", "VPROTO"), "VID", 4095)
-    f["ethertype"] = _hexnum(
-        c.value("MACPROTO", "MACDST"), "MACPROTO", maximum=U16, upper=False, width=4
-    )
+    f["ethertype"] = _hex4(c.value("MACPROTO", "MACDST"), "MACPROTO")
 
 
 def parse_fields(payload: str) -> dict[str, Any]:
