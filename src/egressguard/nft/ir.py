@@ -40,10 +40,12 @@ __all__ = [
     "TABLE_NAME",
     "AddrInNets",
     "AddrInSet",
+    "AddrPorts",
     "Chain",
     "CtState",
     "Hook",
     "Icmp",
+    "IcmpTypes",
     "IfName",
     "IntervalSet",
     "L4Proto",
@@ -52,7 +54,6 @@ __all__ = [
     "Match",
     "NfProto",
     "Ports",
-    "ProtoPorts",
     "Rule",
     "Statement",
     "Table",
@@ -208,27 +209,40 @@ class Ports:
 
 
 @dataclass(frozen=True, slots=True)
-class ProtoPorts:
-    """``meta l4proto . th dport { 6 . 80, 17 . 53 }``: (protocol, port range) pairs.
+class AddrPorts:
+    """``meta l4proto . ip daddr . th dport { 6 . 192.0.2.5 . 8080, 6 . 0.0.0.0/0 . 80 }``.
 
-    Named ports resolve to a port *and* the protocol the endpoint declared for it; with no
-    protocol on the rule each name may stand for a different protocol.
+    (protocol, address range, port range) triples, for rules whose ports include *named*
+    ports: a named port stands for the (address, port) pairs of the endpoints that declare it,
+    under one protocol, while numeric ports hold for any address. One concatenated set keeps
+    the alternatives in one rule, so a Log rule logs once. ``addr_field``/``port_field`` name
+    the side (``daddr``/``dport`` for destination ports).
     """
 
-    field: PortField
-    entries: tuple[tuple[int, int, int], ...]
+    family: Family
+    addr_field: AddrField
+    port_field: PortField
+    entries: tuple[tuple[int, int, int, int, int], ...]  # proto, first, last, lo, hi
     negate: bool = False
 
     def __post_init__(self) -> None:
+        top = (1 << (32 if self.family == 4 else 128)) - 1
         if not self.entries or any(
-            not (0 <= proto <= 255 and 0 <= lo <= hi <= 65535) for proto, lo, hi in self.entries
+            not (0 <= proto <= 255 and 0 <= first <= last <= top and 0 <= lo <= hi <= 65535)
+            for proto, first, last, lo, hi in self.entries
         ):
-            raise ValueError(f"bad (protocol, low, high) entries: {self.entries!r}")
+            raise ValueError(f"bad (protocol, address range, port range) entries: {self.entries!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class Icmp:
-    """``icmp type T [icmp code C]`` (``icmpv6`` for IPv6); negated as a pair."""
+    """``icmp type T [icmp code C]`` (``icmpv6`` for IPv6).
+
+    Negated, it means "not (an ICMP packet of this type [and code])", so it also holds for
+    packets of other protocols, as egressguard's evaluator reads ``notICMP``. ``icmp type !=``
+    would not do: nft adds the dependency ``meta l4proto icmp`` to it. The renderer compares
+    the protocol and the first byte(s) of the transport header as one concatenation instead.
+    """
 
     family: Family
     type: int
@@ -238,6 +252,18 @@ class Icmp:
     def __post_init__(self) -> None:
         if not 0 <= self.type <= 255 or (self.code is not None and not 0 <= self.code <= 255):
             raise ValueError(f"ICMP type/code out of range: {self.type}/{self.code}")
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpTypes:
+    """``icmpv6 type { 133, 134 }``: any of several ICMP (``family`` 4) or ICMPv6 types."""
+
+    family: Family
+    types: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.types or any(not 0 <= t <= 255 for t in self.types):
+            raise ValueError(f"ICMP types must be 0..255, got {self.types!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +279,18 @@ class IfName:
             raise ValueError(f"interface pattern {self.pattern!r} is not a valid name or prefix*")
 
 
-Match = CtState | NfProto | L4Proto | AddrInSet | AddrInNets | Ports | ProtoPorts | Icmp | IfName
+Match = (
+    CtState
+    | NfProto
+    | L4Proto
+    | AddrInSet
+    | AddrInNets
+    | Ports
+    | AddrPorts
+    | Icmp
+    | IcmpTypes
+    | IfName
+)
 
 
 # ------------------------------------------------------------------------- statements

@@ -139,16 +139,30 @@ def match_text(match: ir.Match) -> str:
     if isinstance(match, ir.Ports):
         items = [_port_range(lo, hi) for lo, hi in match.ranges]
         return f"th {match.field} {_op(match.negate)}{_anon(items)}"
-    if isinstance(match, ir.ProtoPorts):
-        pairs = [f"{proto} . {_port_range(lo, hi)}" for proto, lo, hi in match.entries]
-        return f"meta l4proto . th {match.field} {_op(match.negate)}{{ {', '.join(pairs)} }}"
+    if isinstance(match, ir.AddrPorts):
+        triples = [
+            f"{proto} . {range_text(match.family, first, last)} . {_port_range(lo, hi)}"
+            for proto, first, last, lo, hi in match.entries
+        ]
+        return (
+            f"meta l4proto . {_addr_proto(match.family)} {match.addr_field} . th "
+            f"{match.port_field} {_op(match.negate)}{{ {', '.join(triples)} }}"
+        )
     if isinstance(match, ir.Icmp):
         name = "icmp" if match.family == 4 else "icmpv6"
-        if match.code is None:
-            return f"{name} type {_op(match.negate)}{match.type}"
         if match.negate:
-            return f"{name} type . {name} code != {{ {match.type} . {match.code} }}"
+            # Not "icmp type != T": that carries the dependency "meta l4proto icmp".
+            proto = 1 if match.family == 4 else 58
+            if match.code is None:
+                return f"meta l4proto . @th,0,8 != {{ {proto} . {match.type} }}"
+            both = (match.type << 8) | match.code
+            return f"meta l4proto . @th,0,16 != {{ {proto} . {both} }}"
+        if match.code is None:
+            return f"{name} type {match.type}"
         return f"{name} type {match.type} {name} code {match.code}"
+    if isinstance(match, ir.IcmpTypes):
+        name = "icmp" if match.family == 4 else "icmpv6"
+        return f"{name} type " + _anon([str(t) for t in match.types])
     if isinstance(match, ir.IfName):
         return f'{match.direction} {_op(match.negate)}"{match.pattern}"'
     raise TypeError(f"not a match: {match!r}")  # pragma: no cover - exhaustive union
