@@ -104,6 +104,7 @@ __all__ = [
     "compile_plan",
     "effective_rule_selectors",
     "evaluate",
+    "policy_endpoint_selector",
     "protocol_number",
 ]
 
@@ -567,6 +568,14 @@ class Step:
     def location(self) -> str | None:
         """``file:line`` of the rule (or the policy) when known."""
         return self._rule.location if self._rule is not None else None
+
+    def address(self, side: str) -> str | None:
+        """The flow's ``source`` or ``destination`` address as evaluated (``None`` unknown)."""
+        pkt = self._pkt
+        if pkt is None:
+            return None
+        value = _addr_of(pkt, side)
+        return _host_text(pkt.family, value) if value is not None else None
 
     @property
     def matches(self) -> tuple[EntityMatch, ...]:
@@ -1364,7 +1373,10 @@ def _tier_sort_key(tier: Tier) -> tuple[bool, float, str]:
     return (tier.order is None, tier.order if tier.order is not None else 0.0, tier.name)
 
 
-def _policy_selector(policy: Policy) -> sel.Selector:
+def policy_endpoint_selector(policy: Policy) -> sel.Selector:
+    """The selector Felix evaluates to decide which endpoints ``policy`` applies to:
+    ``selector`` with ``namespaceSelector``/``serviceAccountSelector`` rewritten, restricted
+    to the namespace of a namespaced policy (``selector.policy_selector``)."""
     namespace = policy.namespace if policy.NAMESPACED else ""
     return sel.policy_selector(
         policy.selector or "",
@@ -1552,6 +1564,7 @@ class Plan:
             for t in sorted(tiers.values(), key=_tier_sort_key)
         )
         ignored: list[tuple[PolicyRef, str]] = []
+        self._policies = {PolicyRef.of(p): p for p in manifests.all_policies}
         for staged in manifests.staged_policies:
             ignored.append((PolicyRef.of(staged), "staged policies are never enforced"))
         by_tier: dict[str, list[_PolicyPlan]] = {t.name: [] for t in self.tiers}
@@ -1566,7 +1579,7 @@ class Plan:
                 ignored.append((ref, why))
                 continue
             try:
-                applies = _policy_selector(policy)
+                applies = policy_endpoint_selector(policy)
                 compiled = _PolicyPlan(self._compiler, policy, applies)
             except SelectorError as exc:
                 ignored.append((ref, f"a selector does not parse: {exc.message}"))
@@ -1578,6 +1591,10 @@ class Plan:
         self.ignored: tuple[tuple[PolicyRef, str], ...] = tuple(ignored)
         self.notes: tuple[str, ...] = tuple(notes)
         self._cache: dict[tuple[Endpoint, PolicyType], EndpointPlan] = {}
+
+    def policy(self, ref: PolicyRef) -> Policy | None:
+        """The policy a trace step names (enforced or not)."""
+        return self._policies.get(ref)
 
     def reach(self, selector: sel.Selector) -> Reach:
         """What an (effective) rule selector reaches among the inputs."""
