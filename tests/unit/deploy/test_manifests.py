@@ -8,6 +8,7 @@ without a grant (or a grant nobody uses) fails here rather than in a cluster.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,26 @@ def test_bindings_tie_the_roles_to_the_controllers_service_account(binding: str,
         one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
         == account["metadata"]["name"]
     )
+
+
+def _config_text(*, uncomment_examples: bool) -> str:
+    text: str = yaml.safe_load((DEPLOY / "configmap.yaml").read_text())["data"]["blocklist.yaml"]
+    if uncomment_examples:  # the commented geo source must be valid once a user enables it
+        text = re.sub(r"^    # (- name: .*|  .*)$", r"    \1", text, flags=re.MULTILINE)
+    return text
+
+
+@pytest.mark.parametrize("uncomment_examples", [False, True], ids=["as-shipped", "geo-enabled"])
+def test_the_shipped_config_passes_the_config_checker(uncomment_examples: bool) -> None:
+    config = pytest.importorskip(
+        "egressguard.app.config", reason="the config loader has not landed"
+    )
+    parsed = config.parse_config(
+        _config_text(uncomment_examples=uncomment_examples), "configmap.yaml"
+    )
+    assert parsed.name == "egress-blocklist"
+    assert len(parsed.sources) == (2 if uncomment_examples else 1)
+    if uncomment_examples:
+        geo = parsed.sources[1].spec.geo
+        env = {e["name"] for e in container()["env"]}
+        assert {geo.license_key_env, geo.account_id_env} <= env
