@@ -203,3 +203,26 @@ def test_hash_does_not_depend_on_key_order(spec: dict[str, Any]) -> None:
         "apiVersion": CALICO_V1,
     }
     assert content_hash(obj) == content_hash(reordered)
+
+
+def test_sync_and_the_renderer_agree_on_ownership_and_hash() -> None:
+    """The renderer stamps objects too; a disagreement would make every sync rewrite them."""
+    ownership = pytest.importorskip(
+        "egressguard.render.ownership", reason="the renderer has not landed"
+    )
+    from egressguard.app import sync
+
+    for name in (
+        "MANAGED_BY_LABEL",
+        "MANAGED_BY_VALUE",
+        "BLOCKLIST_LABEL",
+        "CONTENT_HASH_ANNOTATION",
+    ):
+        assert getattr(ownership, name) == getattr(sync, name)
+    assert ownership.ownership_labels("demo") == ownership_labels("demo")
+    for obj in (gns(), tier(), policy()):
+        assert ownership.content_hash(obj) == content_hash(obj)
+    (stamped,) = prepare([ownership.stamp(gns())], blocklist="demo", api=V3)
+    assert stamped["metadata"]["annotations"][CONTENT_HASH_ANNOTATION] == ownership.content_hash(
+        stamped
+    )
