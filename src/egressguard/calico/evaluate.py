@@ -1055,8 +1055,8 @@ class _Compiler:
             if value is None and pkt.local != side:
                 return f"{text}: {side} address unknown"
             return (
-                f"{_addr_text(pkt, side)} is in nothing {side}.selector reaches "
-                f"({reach.summary()}: {written})"
+                f"{_addr_text(pkt, side)} is in none of what {side}.selector {written!r} "
+                f"reaches ({reach.summary()})"
             )
 
         return _Check(sel_ok, text, sel_fail)

@@ -164,7 +164,7 @@ def render(
                 order = f" (order {_order(policy.order)})" if policy is not None else ""
                 where = ""
                 if policy is not None and policy.origin is not None:
-                    where = f"  {policy.origin}"
+                    where = f"  {policy.origin.file}:{policy.origin.line_of(('kind',))}"
                 kind = policy.kind if policy is not None else ""
                 name = step.policy.name if step.policy is not None else "?"
                 ns = f"{step.policy.namespace}/" if step.policy and step.policy.namespace else ""
