@@ -4,9 +4,12 @@ kmock (PyPI ``kmock`` 0.8, by the author of kopf) supplies the aiohttp server on
 recording of every request (``server.handler`` iterates over them), API discovery
 (``/api``, ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>`` built from the declared
 resources) and a DSL for injecting responses. Its ``KubernetesEmulator`` is "a database over
-HTTP": it merges dicts on PATCH, answers 404 to a PATCH of a missing object and has no
-resourceVersion checks, so the object handling here is our own, written on kmock's
-``KubernetesScaffold`` (discovery and routing only) as a fallback reaction.
+HTTP" (read in ``kmock/_internal/k8s.py`` of 0.8): it merges dicts on every PATCH whatever the
+patch type, answers 404 to a PATCH of a missing object, has no resourceVersion, ignores
+``labelSelector`` and ``limit`` on LIST, does not route PUT at all, and renders errors as
+``application/json; charset=utf-8`` with a traceback. So the object handling here is our own,
+written on kmock's ``KubernetesScaffold`` (discovery and routing only) as a fallback reaction;
+injected reactions take precedence over it.
 
 Behaviour of a real API server added because kmock lacks it:
 
