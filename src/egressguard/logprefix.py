@@ -210,12 +210,20 @@ def _decoder(template: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
-def decode(prefix_text: str, template: str = DEFAULT_TEMPLATE) -> PrefixInfo | None:
+def decode(
+    prefix_text: str, template: str = DEFAULT_TEMPLATE, *, require_suffix: bool = False
+) -> PrefixInfo | None:
     """What ``prefix_text`` (as seen in a log line, with or without the ``": "``) says under
-    ``template``; ``None`` when it does not match (another tool's prefix, a truncated one).
+    ``template``; ``None`` when it does not match (another tool's prefix).
+
+    A prefix iptables cut at 29 characters loses Felix's ``": "`` and may still match with a
+    shortened name; pass the raw text with ``require_suffix=True`` to refuse anything that does
+    not end in ``:`` (the log parser does).
 
     ``decode(encode(t, **values), t) == PrefixInfo(**values)`` for decodable templates.
     """
+    if require_suffix and not prefix_text.rstrip().endswith(":"):
+        return None
     m = _decoder(template).match(normalise(prefix_text))
     if m is None:
         return None

@@ -165,7 +165,9 @@ class LogParser:
         if info is None:
             text = logprefix.normalise(raw)
             keep = self.prefix is None or prefix_matches(text, self.prefix)
-            decoded = logprefix.decode(text, self.template) if self.decodes else None
+            decoded = (
+                logprefix.decode(raw, self.template, require_suffix=True) if self.decodes else None
+            )
             info = _PrefixInfo(text, keep, decoded)
             if len(self._prefixes) > 4096:
                 self._prefixes.clear()
