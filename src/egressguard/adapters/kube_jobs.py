@@ -16,6 +16,8 @@ Choices worth knowing:
   the probe pod behind; ``kubectl delete job`` sets Background for the same reason (and users
   of clients that do not are surprised, e.g. juliacomputing/Kuber.jl#52).
 * **Logs are bounded**: ``tail_lines`` is sent to the server and at most ``max_bytes`` are read.
+* **Answers that do not decode** (lightkube's typed models are strict) become a KubeError too,
+  never a traceback.
 """
 
 from __future__ import annotations
@@ -137,6 +139,11 @@ class LightkubeJobClient:
                 delay = self._retry.delay(failures, None, self._rng)
                 log.warning("%s; retrying in %.2fs", err.message, delay)
                 self._sleep(delay)
+            except ValueError as exc:  # lightkube's models refused the answer (msgspec)
+                raise KubeError(
+                    f"Kubernetes API: {action}: the answer does not decode: {exc}",
+                    hint="is this a Kubernetes API server of a supported version?",
+                ) from exc
 
     def create_job(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         ref = ObjectRef.of(manifest)
