@@ -19,6 +19,7 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this group's subcommands to sub."""
     _register_aggregate(sub)
+    _register_build(sub)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,3 +178,214 @@ def _stats(result: Any, v4: Any, v6: Any) -> dict[str, Any]:
         "v4_addresses": v4.address_count if v4 is not None else 0,
         "v6_cidrs": v6.cidr_count if v6 is not None else 0,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# build
+
+_BUILD_DESCRIPTION = """\
+Build the Calico manifests of a Blocklist config (docs/config.md): load every source (files,
+URLs, geo-IP data; a failed download falls back to its last good copy in the state directory),
+merge them per family, subtract what must never be blocked, cut the result into
+GlobalNetworkSet shards on fixed address-space boundaries, and render the policies (tier mode:
+a Tier and a Log/Deny/Pass policy; blog mode: the two policies of examples/blog).
+
+Never blocked (always subtracted, and reported): spec.allow, spec.protect (pod, service and
+node CIDRs, cluster DNS, the API server), special-purpose ranges (10/8, 172.16/12, 192.168/16,
+100.64/10, 0/8, 127/8, 169.254/16, 224/4, 240/4, fc00::/7, fe80::/10, ...), 168.63.129.16,
+169.254.169.254 and well-known public DNS resolvers (unless spec.safety.protect_public_dns is
+false).
+
+Refused unless --force (exit 3, nothing written): a source or the whole set shrinking by more
+than spec.safety.max_shrink against the previous build in DIR; a set covering more than
+spec.safety.max_coverage of the public address space; more than spec.safety.max_entries CIDRs
+per family; a policy set that would deny all egress.
+
+The output is deterministic: the same config and source data give byte-identical files. DIR
+is replaced as a whole and atomically (a failed build leaves the previous one untouched); it
+holds one manifest per file, in apply order (kubectl apply -f DIR works), and egressguard.lock
+(the source versions and counts the next build compares against).
+
+-o may be given twice: once with a directory, once with a format (json or text), e.g.
+-o out/ -o json. Use ./json for a directory named json.
+
+Exit status: 0 built; 1 config problems; 2 usage errors; 3 refused by a safety check;
+4 a source that is not optional has never loaded."""
+
+_BUILD_EPILOG = """\
+examples:
+  egressguard build -c examples/blocklist.yaml -o out/
+  egressguard build -c blocklist.yaml --stdout | kubectl apply -f -
+  egressguard build -c blocklist.yaml -o out/ --dry-run      # what would change in out/
+  egressguard build -c blocklist.yaml -o out/ -o json | jq .changes
+  egressguard build -c blocklist.yaml -o out/ --force        # accept a big shrink
+
+output (stderr):
+  blocklist egress-blocklist: 2 sources; IPv4 31,040 CIDRs in 5 shards, IPv6 0 CIDRs in 0 \
+shards; 7 objects (tier mode, crd.projectcalico.org/v1)
+    source firehol-level1: fresh, IPv4 4,478 / IPv6 0 CIDRs, 6 CIDRs subtracted
+    subtracted (special-purpose): 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, ...
+    changes: 0 added, 1 changed, 0 removed, 6 unchanged
+  wrote 8 files to out/"""
+
+
+def _register_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = new_parser(
+        sub,
+        "build",
+        help="build GlobalNetworkSet shards and policies from a Blocklist config",
+        description=_BUILD_DESCRIPTION,
+        epilog=_BUILD_EPILOG,
+    )
+    parser.add_argument(
+        "-c", "--config", required=True, metavar="CONFIG", help="the Blocklist config (YAML)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        default=[],
+        metavar="DIR|json|text",
+        help="the output directory, and/or the summary format (json or text, the default)",
+    )
+    parser.add_argument(
+        "--stdout",
+        action="store_true",
+        help="print all manifests as one multi-document YAML on standard output",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build and compare with DIR, but write nothing",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="build even when a safety check fails (exit 0)"
+    )
+    parser.add_argument(
+        "--previous",
+        metavar="DIR",
+        help="compare against the build in DIR (default: the output directory)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="last good copies of the sources (default: $EGRESSGUARD_STATE_DIR, else "
+        "$XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory per "
+        "blocklist",
+    )
+    parser.add_argument(
+        "--ca-file", metavar="PEM", help="extra CA certificates to trust for HTTPS sources"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    parser.set_defaults(handler=_run_build)
+
+
+def _state_dir(given: str | None) -> str:
+    import os
+    from pathlib import Path
+
+    if given:
+        return given
+    env = os.environ.get("EGRESSGUARD_STATE_DIR")
+    if env:
+        return env
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "egressguard")
+
+
+def _build_outputs(values: list[str]) -> tuple[str | None, str]:
+    from egressguard.errors import UsageError
+
+    formats = [v for v in values if v in ("json", "text")]
+    dirs = [v for v in values if v not in ("json", "text")]
+    if len(formats) > 1 or len(dirs) > 1:
+        raise UsageError(
+            "-o takes at most one directory and one format",
+            hint="e.g. -o out/ -o json",
+        )
+    return (dirs[0] if dirs else None), (formats[0] if formats else "text")
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from egressguard.adapters.http import HttpxFetcher, NullProgress, auto_progress
+    from egressguard.adapters.outdir import LocalManifestDir
+    from egressguard.adapters.state import DirectoryStateStore
+    from egressguard.app import build as build_mod
+    from egressguard.app.config import ConfigProblems, load_config
+    from egressguard.app.sources import SourceLoader
+    from egressguard.errors import UsageError
+
+    out_dir, fmt = _build_outputs(args.output)
+    if args.stdout and fmt == "json":
+        raise UsageError("--stdout and -o json both write to standard output; choose one")
+    if out_dir is None and not (args.stdout or args.dry_run or fmt == "json"):
+        raise UsageError(
+            "say where the manifests go: -o DIR or --stdout",
+            hint="egressguard build -c blocklist.yaml -o out/",
+        )
+    try:
+        config = load_config(args.config)
+    except ConfigProblems as exc:
+        if fmt == "json":
+            emit_json({"ok": False, "problems": [p.to_json() for p in exc.problems]})
+        else:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            n = len(exc.problems)
+            print(f"{n} problem{'s' if n != 1 else ''} in {args.config}", file=sys.stderr)
+        return 1
+    outdir = LocalManifestDir(out_dir) if out_dir is not None else None
+    compare = LocalManifestDir(args.previous) if args.previous else outdir
+    previous = build_mod.read_previous(compare, config.name) if compare is not None else None
+    if outdir is not None and compare is not outdir:
+        build_mod.read_previous(outdir, config.name)  # refuse to overwrite a foreign directory
+    fetcher = HttpxFetcher(
+        progress=NullProgress() if args.quiet else auto_progress(), ca_file=args.ca_file
+    )
+    state = DirectoryStateStore(Path(_state_dir(args.state_dir)) / config.name)
+    loader = SourceLoader(fetcher=fetcher, state=state)
+    try:
+        result = build_mod.build(config, loader=loader, previous=previous, force=args.force)
+    except build_mod.BuildRefused as refused:
+        _build_report(refused.result, args, fmt, written=None)
+        raise
+    if args.stdout:
+        sys.stdout.write(result.stream())
+        sys.stdout.flush()
+    written = None
+    if outdir is not None and not args.dry_run:
+        build_mod.write(result, outdir)
+        written = out_dir
+    _build_report(result, args, fmt, written=written)
+    return 0
+
+
+def _build_report(result: Any, args: argparse.Namespace, fmt: str, *, written: str | None) -> None:
+    if fmt == "json":
+        doc = result.to_json()
+        doc["dry_run"] = bool(args.dry_run)
+        doc["written"] = written
+        emit_json(doc)
+    if args.quiet:
+        return
+    for line in result.summary_lines():
+        print(line, file=sys.stderr)
+    if written is not None:
+        print(f"wrote {len(result.files)} files to {written}", file=sys.stderr)
+    elif args.dry_run:
+        changes = result.changes
+        if changes is None:
+            print("dry run: nothing written (no previous build to compare with)", file=sys.stderr)
+        elif changes.any:
+            print("dry run: nothing written; would change:", file=sys.stderr)
+            for label, names in (
+                ("add", changes.added),
+                ("change", changes.changed),
+                ("remove", changes.removed),
+            ):
+                for name in names:
+                    print(f"  {label} {name}", file=sys.stderr)
+        else:
+            print("dry run: nothing written; nothing would change", file=sys.stderr)
