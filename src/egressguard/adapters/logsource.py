@@ -6,8 +6,9 @@ what happened to it (``stats``: rotation, truncation, reopen, lost), which the f
 into metrics.
 
 - ``FileSource`` follows a path across rotations, polling (no inotify dependency): a new inode
-  at the path means rename-and-create rotation (the rest of the old file is read first), a size
-  below the read offset means ``copytruncate``. A truncation followed by more than the old
+  at the path means rename-and-create rotation (the rest of the old file is read first, and it
+  stays open ``rotate_wait`` seconds for a writer that has not reopened yet), a size below the
+  read offset means ``copytruncate``. A truncation followed by more than the old
   offset's worth of writes before the next poll cannot be told from appends (the limit of every
   offset-based tailer); logrotate's ``copytruncate`` leaves that window open anyway.
 - ``JournaldSource`` runs ``journalctl -k -o json -f`` and yields its JSON lines; the parser
@@ -111,13 +112,19 @@ class FileSource:
     """Follow ``path`` like ``tail -F``: rotation by rename and by truncation, bounded polling."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, from_start: bool = False, poll: float = 0.2
+        self,
+        path: str | os.PathLike[str],
+        *,
+        from_start: bool = False,
+        poll: float = 0.2,
+        rotate_wait: float = 5.0,
     ) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
         self.stats = SourceStats()
         self.from_start = from_start
         self.poll = poll
+        self.rotate_wait = rotate_wait
 
     def _open(self, *, at_end: bool) -> tuple[int, int, int] | None:
         """``(fd, inode, device)`` of the file now at ``path``, positioned; None if absent."""
@@ -145,31 +152,31 @@ class FileSource:
                 self.stats.reopen += 1
         fd, inode, device = opened
         pending = b""
+        # After a rename rotation the old file stays open for rotate_wait seconds: a writer
+        # that has not reopened yet (rsyslog before its HUP) still appends to it.
+        rotated: list[tuple[int, float]] = []
         try:
             while not stop.is_set():
                 chunk = os.read(fd, _CHUNK)
                 if chunk:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        yield raw.decode("utf-8", errors="replace")
-                    if len(pending) > _MAX_PENDING:
-                        yield pending.decode("utf-8", errors="replace")
-                        pending = b""
+                    complete, pending = _split(pending, chunk)
+                    yield from complete
                     continue
+                for old_fd, _ in rotated:
+                    yield from _drain(old_fd)
+                while rotated and rotated[0][1] < time.monotonic():
+                    os.close(rotated.pop(0)[0])
                 # At the end of what we have: has the file at the path changed under us?
                 try:
                     st = os.stat(self.path)
                 except FileNotFoundError:
                     st = None  # renamed away, not recreated yet: keep the old file, wait
                 if st is not None and (st.st_ino, st.st_dev) != (inode, device):
-                    # Rename rotation: the old file is read to its end (we are at EOF now).
-                    if pending:
-                        yield pending.decode("utf-8", errors="replace")
-                        pending = b""
                     reopened = self._open(at_end=False)
                     if reopened is not None:
-                        os.close(fd)
+                        yield from _drain(fd, pending)
+                        pending = b""
+                        rotated.append((fd, time.monotonic() + self.rotate_wait))
                         fd, inode, device = reopened
                         self.stats.rotation += 1
                         continue
@@ -184,6 +191,28 @@ class FileSource:
                 stop.wait(self.poll)
         finally:
             os.close(fd)
+            for old_fd, _ in rotated:
+                os.close(old_fd)
+
+
+def _split(pending: bytes, chunk: bytes) -> tuple[list[str], bytes]:
+    """Complete lines of ``pending + chunk`` and the unfinished rest (emitted anyway when it
+    grows past ``_MAX_PENDING``)."""
+    *complete, rest = (pending + chunk).split(b"\n")
+    lines = [raw.decode("utf-8", errors="replace") for raw in complete]
+    if len(rest) > _MAX_PENDING:
+        lines.append(rest.decode("utf-8", errors="replace"))
+        rest = b""
+    return lines, rest
+
+
+def _drain(fd: int, pending: bytes = b"") -> Generator[str, None, None]:
+    """Everything left in ``fd`` (a rotated file), the last line even without its newline."""
+    while chunk := os.read(fd, _CHUNK):
+        complete, pending = _split(pending, chunk)
+        yield from complete
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
 
 
 class KmsgSource:
