@@ -602,17 +602,14 @@ class Step:
 
     def __str__(self) -> str:
         """``default gnp/egress-traffic-blocking egress[1] Deny``; ``default end-of-tier Deny``;
-        ``profile kns.default Allow``."""
+        ``profile kns.default Allow``; ``no-profile Deny``; ``conntrack Allow``."""
         if self.kind is StepKind.RULE:
             return f"{self.tier} {self.policy} {self._label()} {self.action}"
         if self.kind is StepKind.END_OF_TIER:
             return f"{self.tier} end-of-tier {self.action}"
-        if self.kind in (StepKind.PROFILE, StepKind.NO_PROFILE):
-            return f"profile {self._detail_name()} {self.action}"
-        return f"conntrack {self.action}"
-
-    def _detail_name(self) -> str:
-        return self.policy.name if self.policy is not None else "-"
+        if self.kind is StepKind.PROFILE and self.policy is not None:
+            return f"profile {self.policy.name} {self.action}"
+        return f"{self.kind} {self.action}"
 
     def __repr__(self) -> str:
         return f"<Step {self} {self.outcome}>"
@@ -996,6 +993,7 @@ class _Compiler:
         family: int,
         *,
         negated: bool,
+        rewritten: bool = False,
     ) -> _Check:
         reach = self.reach(effective)
         look = reach.lookup_fn(family)
@@ -1004,7 +1002,7 @@ class _Compiler:
         width = 32 if family == 4 else 128
         field_name = "notSelector" if negated else "selector"
         text = f"{side}.{field_name} {written}"
-        if str(effective) != str(sel.parse(written)):
+        if rewritten:
             text += f" (as Felix evaluates it: {effective})"
 
         def endpoint_match(pkt: _Packet, ep: Endpoint) -> tuple[Match, ...]:
@@ -1170,7 +1168,10 @@ class _Compiler:
                 written = f"{written or 'all()'} in namespaces {entity.namespace_selector}"
             if not written:
                 written = "all()"
-            checks.append(self.selector(side, written, positive, family, negated=False))
+            rewritten = str(positive) != str(sel.parse(entity.selector or ""))
+            checks.append(
+                self.selector(side, written, positive, family, negated=False, rewritten=rewritten)
+            )
         if negative is not None:
             checks.append(
                 self.selector(side, entity.not_selector or "", negative, family, negated=True)
