@@ -1,5 +1,10 @@
 """The HTTP endpoint Prometheus scrapes: ``GET /metrics`` (text format 0.0.4) and ``/healthz``.
 
+``probes`` adds or replaces plain-text endpoints whose answer is computed per request, e.g. the
+controller's ``/healthz`` and ``/readyz``: a probe returns ``(ok, text)`` and is answered with
+200 or 503, which is what kubelet's HTTP probes and load balancers act on. Without ``probes``,
+``/healthz`` always answers ``ok``.
+
 Why not ``prometheus_client``: the counters are folded by the pure core
 (``egressguard.logs.metrics``), which may not import a metrics library, and already render the
 text format; wrapping them in client-library collectors would keep a second copy of every
@@ -11,7 +16,7 @@ scrape and must be thread-safe (the follower folds and renders under one lock).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
@@ -20,6 +25,10 @@ from egressguard.errors import EnvironmentProblem
 __all__ = ["CONTENT_TYPE", "MetricsEndpoint", "MetricsServer"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
+
+#: A health or readiness check: ``(ok, explanation)``; answered 200 when ok, else 503.
+_Probe = Callable[[], tuple[bool, str]]
 
 
 class MetricsEndpoint(Protocol):
@@ -34,10 +43,21 @@ class MetricsEndpoint(Protocol):
 
 
 class MetricsServer:
-    """Serve ``render()`` at ``http://host:port/metrics`` (``port=0``: pick a free one)."""
+    """Serve ``render()`` at ``http://host:port/metrics`` (``port=0``: pick a free one).
 
-    def __init__(self, render: Callable[[], str], *, host: str = "127.0.0.1", port: int = 0):
+    ``probes`` maps paths (``"/healthz"``, ``"/readyz"``) to checks run on every request.
+    """
+
+    def __init__(
+        self,
+        render: Callable[[], str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        probes: Mapping[str, _Probe] | None = None,
+    ):
         self._render = render
+        self._probes: dict[str, _Probe] = dict(probes or {})
         self._host = host
         self._port = port
         self._server: ThreadingHTTPServer | None = None
@@ -52,6 +72,7 @@ class MetricsServer:
 
     def start(self) -> None:
         render = self._render
+        probes = self._probes
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "egressguard"
@@ -61,10 +82,13 @@ class MetricsServer:
                 if path == "/metrics":
                     body = render().encode("utf-8")
                     self._reply(200, CONTENT_TYPE, body)
+                elif path in probes:
+                    ok, text = probes[path]()
+                    self._reply(200 if ok else 503, _TEXT, (text.rstrip("\n") + "\n").encode())
                 elif path == "/healthz":
-                    self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+                    self._reply(200, _TEXT, b"ok\n")
                 else:
-                    self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+                    self._reply(404, _TEXT, b"not found\n")
 
             def _reply(self, status: int, content_type: str, body: bytes) -> None:
                 self.send_response(status)
