@@ -120,7 +120,10 @@ class ProbeSpec:
             raise ValueError(f"probe index {self.index} is negative")
         if self.proto not in ("tcp", "udp"):
             raise ValueError(f"probe protocol must be tcp or udp, not {self.proto!r}")
-        ipaddress.ip_address(self.dst)  # ValueError for anything but a plain address
+        try:
+            ipaddress.ip_address(self.dst)
+        except ValueError:
+            raise ValueError(f"probe dst {self.dst!r} is not an IP address") from None
         if not 0 < self.port < 65536:
             raise ValueError(f"probe port {self.port} is not in 1..65535")
         if not 0 < self.timeout <= MAX_TIMEOUT:
@@ -147,20 +150,18 @@ class ProbeSpec:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProbeSpec:
         return cls(
-            index=_int(data["index"]),
+            index=_int(data["index"], "index"),
             proto=cast(Proto, str(data["proto"])),
             dst=str(data["dst"]),
-            port=_int(data["port"]),
+            port=_int(data["port"], "port"),
             timeout=float(data["timeout"]),
         )
 
 
-def _int(value: Any) -> int:
+def _int(value: Any, name: str) -> int:
     """An int from JSON, refusing bools and floats with a fraction (``int(True)`` is 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if int(value) != value:
-        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"{name} must be an integer, not {value!r}")
     return int(value)
 
 
@@ -194,10 +195,10 @@ class ProbeOutcome:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProbeOutcome:
         return cls(
-            index=_int(data["index"]),
+            index=_int(data["index"], "index"),
             proto=str(data["proto"]),
             dst=str(data["dst"]),
-            port=_int(data["port"]),
+            port=_int(data["port"], "port"),
             outcome=Outcome(str(data["outcome"])),
             detail=str(data.get("detail", "")),
             elapsed=float(data.get("elapsed", 0.0)),

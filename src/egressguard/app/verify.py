@@ -375,6 +375,16 @@ def _pick(cidr: Cidr, rng: random.Random) -> int:
     return cidr.first + rng.randrange(n)
 
 
+def _pickable(cidr: Cidr) -> int:
+    """How many addresses :func:`_pick` can return for ``cidr``."""
+    n = cidr.num_addresses
+    if cidr.family == 4 and n >= 4:
+        return n - 2
+    if cidr.family == 6 and n >= 2:
+        return n - 1
+    return n
+
+
 def sample_addresses(
     nets: Sequence[str],
     count: int,
@@ -411,7 +421,7 @@ def sample_addresses(
         value = (cidrs[i].family, _pick(cidrs[i], rng))
         seen.add(value)
         picks.append(value)
-    capacity = sum(c.num_addresses for c in cidrs) if len(cidrs) < count else count
+    capacity = sum(_pickable(c) for c in cidrs) if len(cidrs) < count else count
     want = min(count, capacity)
     for _ in range(count * 16):  # bounded: duplicates are rare except in tiny sets
         if len(picks) >= want:
