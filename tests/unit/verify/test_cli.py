@@ -118,3 +118,20 @@ def test_run_with_a_missing_kubeconfig_is_a_kube_error(
     )
     assert code == 4
     assert "cannot load the Kubernetes configuration" in err
+
+
+def test_the_readme_examples_without_a_cluster_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``egressguard verify`` line of the README that needs no cluster runs as written."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    commands = [
+        line.split("#")[0].split()
+        for line in readme.splitlines()
+        if line.startswith("egressguard verify ")
+    ]
+    offline = [c for c in commands if "--run" not in c]
+    assert offline
+    for words in offline:
+        argv = [str(EXAMPLES) if a == "examples/blog" else a for a in words[1:]]
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert out
