@@ -8,8 +8,8 @@ nothing here raises on bad input: documents that fail validation are findings to
 
 The facts behind the checks are in ``shared/reference/calico-semantics.md``: §5 (Log does not
 end evaluation, end-of-tier drop, Allow is final, profiles), §1.3 (what a rule selector
-reaches), §2.1 (Felix reads an empty ``types`` as both directions), §2.2 (tiers), §1.1
-(``allowedEgressDomains`` is Calico Enterprise only).
+reaches), §2.1 (Felix reads an empty ``types`` as both directions), §2.2 (tiers). Fields
+Calico's validator refuses (``allowedEgressDomains`` among them) are ``invalid-document``.
 """
 
 from __future__ import annotations
@@ -175,11 +175,6 @@ _RULE_LIST: Final = (
         "staged-policy",
         Severity.INFO,
         "a staged policy is never enforced",
-    ),
-    LintRule(
-        "enterprise-only-field",
-        Severity.WARNING,
-        "allowedEgressDomains has no effect in open-source Calico",
     ),
 )
 
@@ -475,7 +470,6 @@ class _Linter:
         self.unused_sets()
         self.selects_no_pods()
         self.pass_in_last_tier()
-        self.enterprise_fields()
         self.findings.sort(key=lambda f: (f.file or "", f.line or 0, f.path, f.id))
         return self.findings
 
@@ -545,21 +539,6 @@ class _Linter:
                 "when it does what you want, apply it as a GlobalNetworkPolicy/NetworkPolicy",
             )
         )
-
-    def enterprise_fields(self) -> None:
-        for ns_set in self.m.network_sets:
-            if ns_set.allowed_egress_domains:
-                self.add(
-                    _finding(
-                        "enterprise-only-field",
-                        ns_set,
-                        ("spec", "allowedEgressDomains"),
-                        f"{ns_set.describe()} sets allowedEgressDomains, a Calico Enterprise / "
-                        "Cloud field: open-source Calico ignores it (and even there it works "
-                        "only in egress Allow rules, never to block)",
-                        "block by address: list the networks in spec.nets",
-                    )
-                )
 
     # -- rules within one policy ---------------------------------------------------------
 
