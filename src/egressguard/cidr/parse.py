@@ -55,6 +55,7 @@ _PAD: Final = b"\x00\x00\x00\x00"
 _BOM: Final = b"\xef\xbb\xbf"
 _MAPPED_FIRST: Final = 0xFFFF << 32  # ::ffff:0:0/96
 _MAPPED_LAST: Final = _MAPPED_FIRST | 0xFFFFFFFF
+_ADDRESS_CHARS: Final = frozenset("0123456789abcdefABCDEF.:/-% \t\r\n\v\f")
 _HOSTNAME_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
 )
@@ -167,6 +168,8 @@ def parse_line(text: str) -> tuple[Family, int, int, str | None] | None:
         return None
     if ":" not in body and not set(body) - _HOSTNAME_CHARS and any(c.isalpha() for c in body):
         raise CidrError("not an IP address (hostnames are not resolved)")
+    if not set(body) <= _ADDRESS_CHARS and "%" not in body:  # '%': a zone, explained below
+        raise CidrError("not an IP address, CIDR or range")
     if "-" in body:
         left, _, right = body.partition("-")
         if "-" in right:
