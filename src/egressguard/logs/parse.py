@@ -24,6 +24,7 @@ from egressguard import logprefix
 from egressguard.logs import payload as _payload
 from egressguard.logs.events import Event, Issue, Packet
 from egressguard.logs.wrapper import ISO_TIME, Rejected, unwrap, valid_date
+from egressguard.logs.wrapper import _valid_dates as _DATES
 
 __all__ = ["LogParser", "ParseStats", "parse_line", "parse_lines", "prefix_matches"]
 
@@ -66,6 +67,8 @@ for _ce in ("", "CE "):
 _TCP_FLAG_WORDS: dict[str, tuple[str, ...]] = {}
 _TCP_FLAG_ORDER = {flag: i for i, flag in enumerate(_payload.TCP_FLAGS)}
 _COLONS = ":" * 13
+#: MAC= text -> (destination, source, ethertype); a node has few distinct link headers.
+_MACS: dict[str, tuple[str, str, int]] = {}
 
 
 def _tcp_flags(words: str) -> tuple[str, ...] | None:
@@ -93,20 +96,25 @@ def _candidate(text: str) -> bool:
 
 
 class ParseStats:
-    """Counts of what the parser saw: ``lines`` = ``events`` + ``issues`` + ``skipped`` +
-    ``filtered``."""
+    """Counts of what the parser saw; every line is exactly one of ``events``, ``issues``,
+    ``skipped`` (not a packet log) or ``filtered`` (excluded by ``prefix``)."""
 
-    __slots__ = ("events", "filtered", "issues", "lines", "skipped")
+    __slots__ = ("events", "filtered", "issues", "skipped")
 
     def __init__(self) -> None:
-        self.lines = 0
         self.events = 0
         self.issues = 0
         self.skipped = 0
         self.filtered = 0
 
+    @property
+    def lines(self) -> int:
+        return self.events + self.issues + self.skipped + self.filtered
+
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in sorted(self.__slots__)}
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["lines"] = self.lines
+        return dict(sorted(out.items()))
 
 
 class _PrefixInfo(NamedTuple):
@@ -178,12 +186,11 @@ class LogParser:
 
     def parse(self, line: str, line_no: int = 0) -> Event | Issue | None:
         """One line (a trailing newline is ignored) → ``Event``, ``Issue`` or ``None``."""
-        stats = self.stats
-        stats.lines += 1
         m = _FAST_LINE.match(line)
         if m is not None:
             g = m.groups()
-            if valid_date(g[1]):
+            if _DATES.get(g[1]) or valid_date(g[1]):
+                stats = self.stats
                 up = g[3]
                 result = self._build(
                     g, 4, line_no, "iso8601", g[0], g[2], None,
@@ -245,12 +252,16 @@ class LogParser:
         v[_OUT] = g[o + 2] or None
         mac = g[o + 3]
         if mac is not None:
-            if mac[2::3] != _COLONS:
-                return None
+            split = _MACS.get(mac)
+            if split is None:
+                if mac[2::3] != _COLONS:
+                    return None
+                split = (mac[:17], mac[18:35], int(mac[36:38] + mac[39:41], 16))
+                if len(_MACS) > 4096:
+                    _MACS.clear()
+                _MACS[mac] = split
             v[_MAC] = mac
-            v[_MAC_DST] = mac[:17]
-            v[_MAC_SRC] = mac[18:35]
-            v[_ETHERTYPE] = int(mac[36:38] + mac[39:41], 16)
+            v[_MAC_DST], v[_MAC_SRC], v[_ETHERTYPE] = split
         v[_FAMILY] = 4
         v[_SRC] = g[o + 4]
         v[_DST] = g[o + 5]
