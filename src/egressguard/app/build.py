@@ -413,7 +413,8 @@ class BuildResult:
                 f"IPv6 {res.addresses.v6.cidr_count:,} CIDRs"
             )
             if o.removed:
-                line += f", {o.removed.cidr_count:,} CIDRs subtracted"
+                n = o.removed.cidr_count
+                line += f", {n:,} CIDR{'s' if n != 1 else ''} subtracted"
             if res.reason and res.status is not Status.FRESH:
                 line += f" ({res.reason})"
             lines.append(line)

@@ -86,6 +86,18 @@ _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SOURCE_KINDS: Final = ("static", "file", "url", "geo")
 #: Keys of a config source that the build uses itself; the rest go to ``SourceSpec``.
 _BUILD_KEYS: Final = frozenset({"interval", "max_shrink", "optional", "description"})
+#: Names people reach for, and the field they mean.
+_SYNONYMS: Final = {
+    "pod_cidrs": "cluster_cidrs",
+    "pod_cidr": "cluster_cidrs",
+    "cluster_cidr": "cluster_cidrs",
+    "service_cidr": "service_cidrs",
+    "apiserver": "api_server",
+    "allowlist": "allow",
+    "whitelist": "allow",
+    "exclude": "allow",
+    "namespaces": "exempt_namespaces",
+}
 
 
 class ConfigProblems(ConfigError):
@@ -269,7 +281,8 @@ def _translate(error: jsonschema.ValidationError) -> list[tuple[Path, str]]:
         known = _known_keys(sub)
         out = []
         for key in sorted(k for k in instance if k not in known):
-            close = difflib.get_close_matches(key, known, n=1)
+            close = [_SYNONYMS[key]] if _SYNONYMS.get(key) in known else []
+            close = close or difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
             out.append(((*path, key), f"unknown field {key!r}{hint}"))
         return out
@@ -523,7 +536,10 @@ def parse_config(
     try:
         docs = yamlio.load_text(text, source)
     except ManifestError as exc:
-        raise ConfigProblems([Problem("", exc.message, file=source)]) from exc
+        # the loader's message reads "<source>:<line>: <what>"
+        m = re.match(rf"{re.escape(source)}:(\d+): (.*)", exc.message, re.DOTALL)
+        line, what = (int(m.group(1)), m.group(2)) if m else (None, exc.message)
+        raise ConfigProblems([Problem("", what, file=source, line=line)]) from exc
     if not docs:
         raise ConfigProblems([Problem("", "the file holds no document", file=source, line=1)])
     if len(docs) > 1:
