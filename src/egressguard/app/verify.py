@@ -71,6 +71,7 @@ from egressguard.calico.model import (
     Policy,
     PolicyType,
 )
+from egressguard.cidr import parse as cidr_parse
 from egressguard.cidr.addresses import Cidr, CidrError, format_address, parse_address, parse_cidr
 from egressguard.cidr.sets import AddressSet
 from egressguard.errors import InputError, KubeError, SelectorError, UsageError
@@ -400,15 +401,13 @@ def sample_addresses(
     (so a sample covers different entries); when there are fewer CIDRs than ``count``, more
     addresses come from the same CIDRs. Unparsable entries are skipped (validation reports them).
     """
-    parsed: list[tuple[str, Cidr]] = []
-    for text in nets:
-        try:
-            cidr = parse_cidr(text.strip())
-        except CidrError:
-            continue
-        if family is None or cidr.family == family:
-            parsed.append((text, cidr))
-    space = AddressSet.from_cidrs(c for _, c in parsed)
+    # The bulk parser reads a world-size set in milliseconds. It also accepts ranges and
+    # comments, which are not CIDRs: such entries are left out, like unparsable ones.
+    texts = [t.strip() for t in nets]
+    usable = [t for t in texts if t and not _NOT_A_CIDR.intersection(t)]
+    space = cidr_parse.parse("\n".join(usable)).addresses
+    if family is not None:
+        space = AddressSet(v4=space.v4) if family == 4 else AddressSet(v6=space.v6)
     if exclude is not None:
         space = space - exclude
     cidrs = space.cidrs()
@@ -431,11 +430,53 @@ def sample_addresses(
         if value not in seen:
             seen.add(value)
             picks.append(value)
-    out = []
-    for fam, address in picks:
-        entry = next(text for text, c in parsed if c.contains(fam, address))
-        out.append((format_address(fam, address), entry))
-    return out
+    entries = _entries_of(nets, picks)
+    return [
+        (format_address(fam, address), entries[(fam, address)])
+        for fam, address in picks
+        if (fam, address) in entries
+    ]
+
+
+_NOT_A_CIDR = frozenset("-#;\n\r")
+
+
+def _entries_of(
+    nets: Sequence[str], picks: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], str]:
+    """For each picked address, the first entry of ``nets`` (as written) that holds it.
+
+    One pass over ``nets``, parsing only entries that can hold a pick: IPv4 entries whose first
+    octet is one of the picks' (a /8 or longer network keeps the first octet) or whose prefix is
+    shorter than /8, and IPv6 entries when an IPv6 address was picked. A world-size set costs
+    one cheap string pass.
+    """
+    octets = {str(a >> 24) for f, a in picks if f == 4}
+    want_v6 = any(f == 6 for f, _ in picks)
+    found: dict[tuple[int, int], str] = {}
+    for raw in nets:
+        if len(found) == len(picks):
+            break
+        text = raw.strip()
+        if ":" in text:
+            if not want_v6:
+                continue
+        else:
+            head, _, _ = text.partition(".")
+            _, slash, plen = text.partition("/")
+            short = bool(slash) and not (plen.isdigit() and int(plen) >= 8)
+            if head not in octets and not short:
+                continue
+        if _NOT_A_CIDR.intersection(text):
+            continue
+        try:
+            cidr = parse_cidr(text)
+        except CidrError:
+            continue
+        for pick in picks:
+            if pick not in found and cidr.contains(*pick):
+                found[pick] = raw
+    return found
 
 
 # --------------------------------------------------------------------------- expectations
