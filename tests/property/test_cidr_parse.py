@@ -31,15 +31,23 @@ def ipv4_text(draw: st.DrawFn) -> str:
 
 @st.composite
 def ipv6_text(draw: st.DrawFn) -> str:
-    groups = [draw(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xDB8])) if draw(st.booleans())
-              else draw(st.integers(0, 0xFFFF)) for _ in range(8)]
+    groups = [
+        draw(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xDB8]))
+        if draw(st.booleans())
+        else draw(st.integers(0, 0xFFFF))
+        for _ in range(8)
+    ]
     value = 0
     for g in groups:
         value = (value << 16) | g
     addr = ipaddress.IPv6Address(value)
     style = draw(st.integers(0, 3))
-    text = (addr.compressed, addr.exploded, addr.compressed.upper(),
-            ":".join(f"{g:x}" for g in groups))[style]
+    text = (
+        addr.compressed,
+        addr.exploded,
+        addr.compressed.upper(),
+        ":".join(f"{g:x}" for g in groups),
+    )[style]
     if draw(st.booleans()):
         text += f"/{draw(st.integers(0, 128))}"
     return text
@@ -71,8 +79,26 @@ def ipv4_spelled(draw: st.DrawFn) -> str:
         parts.append(draw(st.sampled_from([str(n), str(n), "0" + str(n), str(n) + "0", ""])))
         if i < 3:
             parts.append(draw(st.sampled_from([".", ".", ".", "..", "/", ":", ". "])))
-    prefix = draw(st.sampled_from(["", "", "/8", "/24", "/32", "/33", "/024", "/", "/3a", "/ 8",
-                                   "/08", "//8", "/8.", "/255.255.0.0"]))
+    prefix = draw(
+        st.sampled_from(
+            [
+                "",
+                "",
+                "/8",
+                "/24",
+                "/32",
+                "/33",
+                "/024",
+                "/",
+                "/3a",
+                "/ 8",
+                "/08",
+                "//8",
+                "/8.",
+                "/255.255.0.0",
+            ]
+        )
+    )
     return "".join(parts) + prefix
 
 
@@ -85,11 +111,35 @@ def ipv6_spelled(draw: st.DrawFn) -> str:
     for i in range(n):
         out.append(draw(st.sampled_from(["0", "1", "db8", "ffff", "12345", "g", "00000", "FfFf"])))
         if i < n - 1:
-            out.append(draw(st.sampled_from([":", ":", ":", "::", ":::", " :", ":/", "::x",
-                                             ":: ", ".", "-"])))
+            out.append(
+                draw(
+                    st.sampled_from(
+                        [":", ":", ":", "::", ":::", " :", ":/", "::x", ":: ", ".", "-"]
+                    )
+                )
+            )
     lead = draw(st.sampled_from(["", "", "::", ":", ":::"]))
-    tail = draw(st.sampled_from(["", "", "::", ":", "::/64", ":/64", ":: /64", "::%64", "::x64",
-                                 "/64", "/0128", "/129", "/1a", "/", "/ 64"]))
+    tail = draw(
+        st.sampled_from(
+            [
+                "",
+                "",
+                "::",
+                ":",
+                "::/64",
+                ":/64",
+                ":: /64",
+                "::%64",
+                "::x64",
+                "/64",
+                "/0128",
+                "/129",
+                "/1a",
+                "/",
+                "/ 64",
+            ]
+        )
+    )
     return lead + "".join(out) + tail
 
 
@@ -100,13 +150,26 @@ LINE = st.one_of(
     ipv6_text(),
     mutated(ipv4_text()),
     mutated(ipv6_text()),
-    st.sampled_from(["", "# comment", "; comment", "  ", "::", "::/0", "0.0.0.0/0",
-                     "192.0.2.1 - 192.0.2.9", "::ffff:192.0.2.1", "1.2.3.4 ; SBL1"]),
+    st.sampled_from(
+        [
+            "",
+            "# comment",
+            "; comment",
+            "  ",
+            "::",
+            "::/0",
+            "0.0.0.0/0",
+            "192.0.2.1 - 192.0.2.9",
+            "::ffff:192.0.2.1",
+            "1.2.3.4 ; SBL1",
+        ]
+    ),
 )
 
 
-def reference(lines: list[str]) -> tuple[CidrSet, CidrSet, list[tuple[int, str]],
-                                         list[tuple[int, str]]]:
+def reference(
+    lines: list[str],
+) -> tuple[CidrSet, CidrSet, list[tuple[int, str]], list[tuple[int, str]]]:
     """The list parsed line by line with the reference grammar only."""
     ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
     issues = []

@@ -9,6 +9,7 @@ every operation with the same operation on the model.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import numpy as np
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ Model = set[int]
 
 @st.composite
 def ranges_in(draw: st.DrawFn, window: Window) -> list[tuple[int, int]]:
-    family, base, size = window
+    _family, base, size = window
     out = []
     for _ in range(draw(st.integers(0, 6))):
         if draw(st.booleans()):
@@ -121,7 +122,7 @@ def test_canonical_form_and_minimal_cidrs(c: tuple[Window, list[list[tuple[int, 
     width = MAX_PREFIX[family]
     rng = s.ranges()
     # canonical: sorted, disjoint and not even adjacent
-    for (a1, b1), (a2, _) in zip(rng, rng[1:], strict=False):
+    for (a1, b1), (a2, _) in itertools.pairwise(rng):
         assert a1 <= b1 < a2 - 1
     cidrs = s.cidrs()
     # round trip: the CIDRs cover exactly the set, in order, without overlap
@@ -131,9 +132,11 @@ def test_canonical_form_and_minimal_cidrs(c: tuple[Window, list[list[tuple[int, 
         covered.extend(range(cidr.first, cidr.last + 1))
     assert covered == sorted(model_of(ra))
     # minimality: no two CIDRs are the two halves of one supernet
-    for c1, c2 in zip(cidrs, cidrs[1:], strict=False):
+    for c1, c2 in itertools.pairwise(cidrs):
         sibling = c1.prefixlen == c2.prefixlen and c1.last + 1 == c2.first
-        assert not (sibling and c1.prefixlen > 0 and (c1.network >> (width - c1.prefixlen)) % 2 == 0)
+        assert not (
+            sibling and c1.prefixlen > 0 and (c1.network >> (width - c1.prefixlen)) % 2 == 0
+        )
     # and it is what the standard library produces from the same addresses
     net = ipaddress.IPv4Network if family == 4 else ipaddress.IPv6Network
     reference = ipaddress.collapse_addresses(net((x, width)) for x in model_of(ra))
@@ -159,7 +162,9 @@ def test_text_round_trip_through_the_parser(c: tuple[Window, list[list[tuple[int
 
 @settings(max_examples=200)
 @given(case(1), st.data())
-def test_containment_agrees(c: tuple[Window, list[list[tuple[int, int]]]], data: st.DataObject) -> None:
+def test_containment_agrees(
+    c: tuple[Window, list[list[tuple[int, int]]]], data: st.DataObject
+) -> None:
     (family, base, size), (ra,) = c
     s = CidrSet.from_ranges(family, ra)
     m = model_of(ra)

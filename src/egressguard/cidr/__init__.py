@@ -12,8 +12,9 @@ Modules (import them, or the names re-exported here):
   through which CIDR.
 
 ``egressguard.cidr.parse`` is the module (call ``parse.parse(data)``); its other public names
-are re-exported here. The NumPy-backed names are loaded on first use, so ``egressguard.cidr.addresses`` alone stays
-free of NumPy for callers that only need single addresses.
+are re-exported here. The NumPy-backed names are loaded on first use, so
+``egressguard.cidr.addresses`` alone stays free of NumPy for callers that only need single
+addresses.
 """
 
 from __future__ import annotations

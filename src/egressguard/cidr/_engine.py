@@ -188,9 +188,10 @@ def _ctz64(x: U64) -> I64:
 
 def _flog2_64(x: U64) -> I64:
     """floor(log2(x)) of non-zero uint64 values, corrected for float rounding up."""
-    e = np.minimum(np.frexp(x.astype(np.float64))[1] - 1, 63).astype(np.int64)
+    e: I64 = np.minimum(np.frexp(x.astype(np.float64))[1] - 1, 63).astype(np.int64)
     too_big = x < np.left_shift(_ONE, e.astype(np.uint64))
-    return e - too_big.astype(np.int64)
+    out: I64 = e - too_big.astype(np.int64)
+    return out
 
 
 def split_v4(starts: I64, ends: I64) -> tuple[I64, I64]:
@@ -298,9 +299,7 @@ def split_v6(first: U64, last: U64) -> tuple[U64, I64]:
 _HEX_CHARS: Final = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
-def _decimal_columns(
-    values: I64, width: int
-) -> tuple[list[npt.NDArray[np.uint8]], list[Bools]]:
+def _decimal_columns(values: I64, width: int) -> tuple[list[npt.NDArray[np.uint8]], list[Bools]]:
     """Digit characters of non-negative ints as ``width`` columns (most significant first) and
     the mask of the columns to print (no leading zeros; ``0`` prints as one digit)."""
     chars: list[npt.NDArray[np.uint8]] = []
@@ -362,9 +361,9 @@ def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
     zero = groups == 0
     run = np.zeros((n, 8), dtype=np.int64)
     acc = np.zeros(n, dtype=np.int64)
-    for c in range(8):
-        acc = np.where(zero[:, c], acc + 1, 0)
-        run[:, c] = acc
+    for col in range(8):
+        acc = np.where(zero[:, col], acc + 1, 0)
+        run[:, col] = acc
     best_len = run.max(axis=1)
     best_end = np.argmax(run == best_len[:, None], axis=1)
     best_len = np.where(best_len >= 2, best_len, 0)
@@ -387,11 +386,11 @@ def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
     chars += [colon, colon]
     shown += [tail, tail]
     with_prefix = plen != 128 if bare_host else ones
-    c, m = _decimal_columns(plen, 3)
+    digits, digit_shown = _decimal_columns(plen, 3)
     chars.append(np.full(n, ord("/"), dtype=np.uint8))
     shown.append(with_prefix)
-    chars += c
-    shown += [x & with_prefix for x in m]
+    chars += digits
+    shown += [x & with_prefix for x in digit_shown]
     chars.append(np.full(n, ord("\n"), dtype=np.uint8))
     shown.append(ones)
     return _assemble(chars, shown, n)

@@ -29,8 +29,8 @@ from egressguard.errors import InputError
 
 __all__ = [
     "MAX_PREFIX",
-    "CidrError",
     "Cidr",
+    "CidrError",
     "Family",
     "format_address",
     "format_cidr",

@@ -197,10 +197,9 @@ class ProvenanceIndex:
             else:
                 results[sg + 1] = tuple(matches[k] for k in ent_l[i:j])
             i = j
-        if family == 4:
+        if coords is None:
             bounds_py = cuts.tolist()
         else:
-            assert coords is not None
             vals, carry = coords.values(cuts)
             bounds_py = [
                 (c << 128) | (h << 64) | lo
@@ -210,10 +209,7 @@ class ProvenanceIndex:
 
     @staticmethod
     def _cidrs(family: Family, first: npt.NDArray[Any], plen: npt.NDArray[np.int64]) -> list[Cidr]:
-        if family == 4:
-            nets = first.tolist()
-        else:
-            nets = [(h << 64) | lo for h, lo in first.tolist()]
+        nets = first.tolist() if family == 4 else [h << 64 | lo for h, lo in first.tolist()]
         return [Cidr(family, n, p) for n, p in zip(nets, plen.tolist(), strict=True)]
 
     # -- lookups ---------------------------------------------------------------------------

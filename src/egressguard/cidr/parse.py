@@ -130,7 +130,7 @@ def _endpoint(token: str) -> tuple[Family, int, int, str | None]:
     """An address or CIDR → (family, first, last, note)."""
     if not token:
         raise CidrError("empty range end")
-    addr, slash, plen = token.partition("/")
+    addr, slash, _plen = token.partition("/")
     family, value = parse_address(addr)
     width = MAX_PREFIX[family]
     if slash:
@@ -146,7 +146,7 @@ def _endpoint(token: str) -> tuple[Family, int, int, str | None]:
 
 
 def _mapped_note(family: Family, first: int, last: int) -> str | None:
-    if family == 6 and _MAPPED_FIRST <= first and last <= _MAPPED_LAST:
+    if family == 6 and first >= _MAPPED_FIRST and last <= _MAPPED_LAST:
         v4 = format_address(4, first & 0xFFFFFFFF)
         return f"IPv4-mapped IPv6 address kept as IPv6 (to block the IPv4 address, write {v4})"
     return None
@@ -511,9 +511,10 @@ def parse_many(
         if i in noted:
             continue  # one note per line, as the reference grammar gives
         noted.add(i)
+        reason = kind
         if kind in ("host bits", "mapped"):
-            kind = _note_reason(kind, buf[starts[i] : ends[i]].decode("ascii"))
-        notes.append(locate(i, kind))
+            reason = _note_reason(kind, buf[starts[i] : ends[i]].decode("ascii"))
+        notes.append(locate(i, reason))
     v4 = _build(4, got.v4_first, got.v4_last)
     v6 = _build(6, got.v6_first, got.v6_last)
     return ParseResult(

@@ -63,14 +63,25 @@ def test_a_set_reports_its_minimal_cidr_not_its_range() -> None:
 
 def test_entry_lists_report_their_own_most_specific_entry() -> None:
     # a GlobalNetworkSet's nets as written: overlapping, not aggregated
-    nets = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.0.0.0/25", "10.0.0.128/25",
-            "2001:db8::/32"]
+    nets = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "10.0.0.0/25",
+        "10.0.0.128/25",
+        "2001:db8::/32",
+    ]
     idx = ProvenanceIndex([("gns/blocklist", nets), ("gns/other", [Cidr(4, ip("10.1.2.3"), 8)])])
     assert found(idx, "10.1.2.3") == [("gns/blocklist", "10.1.2.0/24"), ("gns/other", "10.0.0.0/8")]
     assert found(idx, "10.1.3.3") == [("gns/blocklist", "10.1.0.0/16"), ("gns/other", "10.0.0.0/8")]
-    assert found(idx, "10.0.0.200") == [("gns/blocklist", "10.0.0.128/25"),
-                                        ("gns/other", "10.0.0.0/8")]
-    assert found(idx, "10.200.0.1") == [("gns/blocklist", "10.0.0.0/8"), ("gns/other", "10.0.0.0/8")]
+    assert found(idx, "10.0.0.200") == [
+        ("gns/blocklist", "10.0.0.128/25"),
+        ("gns/other", "10.0.0.0/8"),
+    ]
+    assert found(idx, "10.200.0.1") == [
+        ("gns/blocklist", "10.0.0.0/8"),
+        ("gns/other", "10.0.0.0/8"),
+    ]
     assert found(idx, "2001:db8::1") == [("gns/blocklist", "2001:db8::/32")]
 
 
@@ -129,8 +140,7 @@ def test_world_country_set_agrees_with_direct_containment(data_dir: Path) -> Non
                 if 0 <= v < 2**32:
                     probes.append(str(ipaddress.IPv4Address(v)))
     probes += [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(3000)]
-    probes += [str(ipaddress.IPv6Address((0x2 << 124) | rng.getrandbits(124)))
-               for _ in range(1000)]
+    probes += [str(ipaddress.IPv6Address((0x2 << 124) | rng.getrandbits(124))) for _ in range(1000)]
     minimal = {code: set(s.cidrs()) for code, s in sets.items()}
     for address in probes:
         family, value = parse_address(address)

@@ -41,10 +41,14 @@ def strings(text: str | bytes) -> list[str]:
         ("::/0\n", ["::/0"]),
         ("192.0.2.0/255.255.255.0\n", ["192.0.2.0/24"]),  # netmask form
         # a range crossing CIDR boundaries splits into the minimal CIDRs
-        ("192.0.2.5-192.0.2.17\n", ["192.0.2.5/32", "192.0.2.6/31", "192.0.2.8/29",
-                                    "192.0.2.16/31"]),
-        ("192.0.2.5 - 192.0.2.17\n", ["192.0.2.5/32", "192.0.2.6/31", "192.0.2.8/29",
-                                      "192.0.2.16/31"]),
+        (
+            "192.0.2.5-192.0.2.17\n",
+            ["192.0.2.5/32", "192.0.2.6/31", "192.0.2.8/29", "192.0.2.16/31"],
+        ),
+        (
+            "192.0.2.5 - 192.0.2.17\n",
+            ["192.0.2.5/32", "192.0.2.6/31", "192.0.2.8/29", "192.0.2.16/31"],
+        ),
         ("0.0.0.0-255.255.255.255\n", ["0.0.0.0/0"]),
         ("192.0.2.9-192.0.2.9\n", ["192.0.2.9/32"]),
         # CIDR range: first address of A to the last of B (iprange semantics)
@@ -52,8 +56,10 @@ def strings(text: str | bytes) -> list[str]:
         ("2001:db8::-2001:db8::ff\n", ["2001:db8::/120"]),
         ("2001:db8::1 - 2001:db8::2\n", ["2001:db8::1/128", "2001:db8::2/128"]),
         # adjacency and overlap merge across lines and families sort v4 first
-        ("2001:db8::/33\n192.0.2.128/25\n2001:db8:8000::/33\n192.0.2.0/25\n192.0.2.7\n",
-         ["192.0.2.0/24", "2001:db8::/32"]),
+        (
+            "2001:db8::/33\n192.0.2.128/25\n2001:db8:8000::/33\n192.0.2.0/25\n192.0.2.7\n",
+            ["192.0.2.0/24", "2001:db8::/32"],
+        ),
     ],
 )
 def test_accepted(text: str, expected: list[str]) -> None:
@@ -175,8 +181,10 @@ def test_parse_many_locates_lines_per_source() -> None:
         ]
     )
     assert result.addresses.cidr_strings() == ["192.0.2.0/24", "2001:db8::/32"]
-    assert [(i.source, i.line, i.text) for i in result.issues] == [("a", 2, "bad-a"),
-                                                                    ("b", 3, "bad-b")]
+    assert [(i.source, i.line, i.text) for i in result.issues] == [
+        ("a", 2, "bad-a"),
+        ("b", 3, "bad-b"),
+    ]
     assert result.sources == ("a", "empty", "b", "c")
     assert result.lines == 2 + 0 + 3 + 1
 
