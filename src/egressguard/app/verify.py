@@ -44,6 +44,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,11 +207,29 @@ class VerifyOptions:
             raise UsageError(f"--timeout must be in (0, {MAX_TIMEOUT:g}] seconds")
         if self.family not in (None, 4, 6):
             raise UsageError("--family must be 4, 6 or all")
-        for key in self.pod_labels:
+        for key, value in self.pod_labels.items():
             if key in _own_labels("x"):
                 raise UsageError(f"--pod-label {key}: egressguard sets this label itself")
+            if not _label_key(key) or not (value == "" or _LABEL_NAME.fullmatch(value)):
+                raise UsageError(
+                    f"--pod-label {key}={value}: not a valid Kubernetes label",
+                    hint="keys are [prefix/]name, values up to 63 of A-Z a-z 0-9 - _ . "
+                    "starting and ending alphanumeric",
+                )
         if self.run_id is not None and not _dns_label(self.run_id, max_len=20):
             raise UsageError(f"run id {self.run_id!r}: use up to 20 of a-z, 0-9 and '-'")
+
+
+# Label syntax (k8s.io/apimachinery/pkg/util/validation: IsQualifiedName, IsValidLabelValue).
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return bool(_LABEL_NAME.fullmatch(name))
 
 
 def _dns_label(text: str, *, max_len: int = 63) -> bool:

@@ -126,6 +126,11 @@ def test_each_job_carries_exactly_its_namespaces_probes(plan: verify.VerifyPlan)
         assert probes == [p.spec for p in ns_plan.probes]
 
 
+def test_valid_pod_labels_are_accepted() -> None:
+    labels = {"app": "web", "example.com/tier": "front_end.1", "team": ""}
+    assert verify.VerifyOptions(pod_labels=labels).pod_labels == labels
+
+
 def test_the_image_can_be_replaced(plan: verify.VerifyPlan) -> None:
     options = verify.VerifyOptions(image="registry.example/eg:dev", allowed=("192.0.2.1",))
     other = verify.make_plan(calico.load_paths([EXAMPLES]), options)
@@ -137,6 +142,10 @@ def test_the_image_can_be_replaced(plan: verify.VerifyPlan) -> None:
     ("kwargs", "message"),
     [
         ({"pod_labels": {"egressguard.io/verify-run": "x"}}, "sets this label itself"),
+        ({"pod_labels": {"app": "we b"}}, "not a valid Kubernetes label"),
+        ({"pod_labels": {"-app": "web"}}, "not a valid Kubernetes label"),
+        ({"pod_labels": {"Example.com/app": "web"}}, "not a valid Kubernetes label"),
+        ({"pod_labels": {"app": "x" * 64}}, "not a valid Kubernetes label"),
         ({"namespaces": ("Default",)}, "not a valid Kubernetes namespace"),
         ({"namespaces": ()}, "at least one namespace"),
         ({"timeout": 0.0}, "--timeout"),
