@@ -354,6 +354,24 @@ def _is_catch_all(rule: Rule) -> bool:
     )
 
 
+def _cidrs_or_empty(texts: Iterable[str]) -> list[Cidr]:
+    out = []
+    for text in texts:
+        try:
+            out.append(parse_cidr(text))
+        except CidrError:
+            continue
+    return out
+
+
+def _overlaps(a: Cidr, b: Cidr) -> bool:
+    return a.family == b.family and a.first <= b.last and b.first <= a.last
+
+
+def _inside(inner: Cidr, outer: Cidr) -> bool:
+    return inner.family == outer.family and outer.first <= inner.first and inner.last <= outer.last
+
+
 def _nets_cover(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
     if outer == inner:
         return True
@@ -677,23 +695,25 @@ class _Linter:
             if index is None:
                 continue
             path = _rule_path(policy, "egress", i)
+            excluded = _cidrs_or_empty(dest.not_nets)
             for text, (cidr, what) in critical.items():
-                for value in (cidr.network,):
-                    look = index.lookup_v4 if cidr.family == 4 else index.lookup_v6
-                    found = look(value)
-                    if not found or self._exempted(policy, rules[:i], cidr):
-                        continue
-                    via = ", ".join(f"{m.tag} ({m.cidr})" for m in found)
-                    self.add(
-                        _finding(
-                            "blocks-critical-address",
-                            policy,
-                            path,
-                            f"egress[{i}] Deny blocks {text}, {what}: it is in {via}",
-                            f"remove {text} from the set, or subtract an allowlist before "
-                            "rendering (egressguard never renders it unless forced)",
-                        )
+                look = index.lookup_v4 if cidr.family == 4 else index.lookup_v6
+                found = look(cidr.network)
+                if not found or any(_inside(cidr, n) for n in excluded):
+                    continue
+                if self._exempted(policy, rules[:i], cidr):
+                    continue
+                via = ", ".join(f"{m.tag} ({m.cidr})" for m in found)
+                self.add(
+                    _finding(
+                        "blocks-critical-address",
+                        policy,
+                        path,
+                        f"egress[{i}] Deny blocks {text}, {what}: it is in {via}",
+                        f"remove {text} from the set, or subtract an allowlist before "
+                        "rendering (egressguard never renders it unless forced)",
                     )
+                )
             for net, what in networks:
                 overlap = self._overlap(policy, rule, net)
                 if overlap:
@@ -728,10 +748,9 @@ class _Linter:
                 return []
             if dest.selector:
                 # both must hold: keep the set entries that overlap the rule's nets
-                allowed = AddressSet.from_cidrs(nets)
                 narrowed = []
                 for tag, cidrs in tagged:
-                    keep = [c for c in cidrs if not AddressSet.from_cidrs([c]).isdisjoint(allowed)]
+                    keep = [c for c in cidrs if any(_overlaps(c, n) for n in nets)]
                     if keep:
                         narrowed.append((tag, keep))
                 tagged = narrowed
@@ -750,9 +769,10 @@ class _Linter:
             except CidrError:
                 return None
         if not_nets:
-            excluded = AddressSet.from_cidrs(not_nets)
+            # entries wholly inside notNets block nothing (partial overlaps are kept: sound
+            # for "is this address blocked" only after the lookup below checks notNets too)
             tagged = [
-                (tag, [c for c in cidrs if not AddressSet.from_cidrs([c]).issubset(excluded)])
+                (tag, [c for c in cidrs if not any(_inside(c, n) for n in not_nets)])
                 for tag, cidrs in tagged
             ]
             tagged = [(t, c) for t, c in tagged if c]
@@ -775,10 +795,9 @@ class _Linter:
         return False
 
     def _overlap(self, policy: Policy, rule: Rule, net: Cidr) -> str:
-        target = AddressSet.from_cidrs([net])
         parts = []
         for tag, cidrs in self._blocked_entries(policy, rule):
-            hit = [c for c in cidrs if not AddressSet.from_cidrs([c]).isdisjoint(target)]
+            hit = [c for c in cidrs if _overlaps(c, net)]
             if hit:
                 shown = ", ".join(str(c) for c in hit[:3])
                 more = f" and {len(hit) - 3} more" if len(hit) > 3 else ""
