@@ -88,6 +88,8 @@ from egressguard.problems import format_path
 __all__ = [
     "EGRESS",
     "INGRESS",
+    "NETWORK_SET_KINDS",
+    "RULE_NETS",
     "Endpoint",
     "EndpointPlan",
     "EntityMatch",
@@ -467,25 +469,35 @@ class PolicyRef(NamedTuple):
         return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
 
 
+#: ``EntityRef.kind`` of a rule's own ``nets``/``notNets`` (name: ``destination.nets``).
+RULE_NETS: Final = "RuleNets"
+#: Kinds of network sets (what ``network_set`` in the JSON names).
+NETWORK_SET_KINDS: Final = frozenset({"GlobalNetworkSet", "NetworkSet"})
+
+
 class EntityRef(NamedTuple):
-    """An entity a rule selector can reach: a network set, a pod, or the evaluated endpoint."""
+    """Where a matched address was found: a network set, a pod, the evaluated endpoint
+    (``Endpoint``/``HostEndpoint``), or the rule's own nets (kind ``RuleNets``)."""
 
     kind: str
     namespace: str | None
     name: str
 
     def __str__(self) -> str:
+        if self.kind == RULE_NETS:
+            return self.name
         ns = f"{self.namespace}/" if self.namespace else ""
         return f"{self.kind} {ns}{self.name}"
 
 
 class EntityMatch(NamedTuple):
-    """A criterion matched because ``entity`` (reached by the rule's ``side`` selector) holds
-    the address, through ``cidr`` (an entry of its ``nets``, or the pod's address)."""
+    """An address criterion of the rule's ``side`` matched because ``entity`` holds the
+    address, through ``cidr`` (an entry of its ``nets``, or the pod's address; ``None`` when
+    the entity is the evaluated endpoint and the flow did not give its address)."""
 
     side: str
     entity: EntityRef
-    cidr: Cidr
+    cidr: Cidr | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -493,8 +505,14 @@ class EntityMatch(NamedTuple):
             "kind": self.entity.kind,
             "namespace": self.entity.namespace,
             "name": self.entity.name,
-            "cidr": str(self.cidr),
+            "cidr": str(self.cidr) if self.cidr is not None else None,
         }
+
+    def describe(self) -> str:
+        """``GlobalNetworkSet x (192.0.2.0/24)``."""
+        if self.cidr is None:
+            return f"{self.entity} (its own address)"
+        return f"{self.entity} ({self.cidr})"
 
 
 class StepKind(enum.StrEnum):
@@ -621,7 +639,8 @@ class Step:
         if loc is not None:
             file, _, line_text = loc.rpartition(":")
             line = int(line_text) if line_text.isdigit() else None
-        first = matches[0] if matches else None
+        in_set = next((m for m in matches if m.entity.kind in NETWORK_SET_KINDS), None)
+        first = in_set or (matches[0] if matches else None)
         return {
             "step": str(self.kind),
             "tier": self.tier,
@@ -637,8 +656,8 @@ class Step:
             "matched": self.matched,
             "outcome": self.outcome,
             "why": self.why,
-            "network_set": first.entity.name if first is not None else None,
-            "cidr": str(first.cidr) if first is not None else None,
+            "network_set": in_set.entity.name if in_set is not None else None,
+            "cidr": str(first.cidr) if first is not None and first.cidr is not None else None,
             "matches": [m.to_json() for m in matches],
             "file": file,
             "line": line,
@@ -818,6 +837,12 @@ class _Check(NamedTuple):
     fail: _Explain  # why it did not match
 
 
+def _match_text(m: Match) -> str:
+    """``GlobalNetworkSet x (192.0.2.0/24)``; the endpoint without a known address."""
+    cidr: Cidr | None = m.cidr
+    return f"{m.tag} ({cidr})" if cidr is not None else f"{m.tag} (its own address)"
+
+
 def _addr_of(pkt: _Packet, side: str) -> int | None:
     return pkt.src if side == "source" else pkt.dst
 
@@ -860,11 +885,13 @@ class _Compiler:
         self._reach_by_selector[key] = reach
         return reach
 
-    def nets_index(self, nets: tuple[str, ...]) -> ProvenanceIndex:
-        found = self._nets.get(nets)
+    def nets_index(self, side: str, field_name: str, nets: tuple[str, ...]) -> ProvenanceIndex:
+        key = (side, field_name, *nets)
+        found = self._nets.get(key)
         if found is None:
-            found = ProvenanceIndex([("nets", list(nets))])
-            self._nets[nets] = found
+            tag = EntityRef(RULE_NETS, None, f"{side}.{field_name}")
+            found = ProvenanceIndex([(tag, list(nets))])
+            self._nets[key] = found
         return found
 
     # -- criteria ------------------------------------------------------------------------
@@ -943,7 +970,7 @@ class _Compiler:
         return out
 
     def nets(self, side: str, field_name: str, nets: tuple[str, ...], family: int) -> _Check:
-        index = self.nets_index(nets)
+        index = self.nets_index(side, field_name, nets)
         look = index.lookup_v4 if family == 4 else index.lookup_v6
         negated = field_name == "notNets"
         text = f"{side}.{field_name} [{', '.join(nets)}]"
@@ -1012,7 +1039,8 @@ class _Compiler:
                 # The address is the endpoint's own but the flow did not say which one:
                 # decide by the endpoint's labels.
                 if pkt.local == side and matches_labels(ep.labels):
-                    return (Match(_endpoint_ref(ep), Cidr(family, 0, 0)),)  # type: ignore[arg-type]
+                    # its own address, which the flow does not give: no CIDR to show
+                    return (Match(_endpoint_ref(ep), None),)  # type: ignore[arg-type]
                 return ()
             if value in ep._addresses[fam_ix] and matches_labels(ep.labels):
                 return (Match(_endpoint_ref(ep), Cidr(family, value, width)),)  # type: ignore[arg-type]
@@ -1034,7 +1062,7 @@ class _Compiler:
                     return f"{text}: {side} address unknown"
                 found = look(value) if value is not None else ()
                 found = found or endpoint_match(pkt, ep)
-                where = ", ".join(f"{m.tag} ({m.cidr})" for m in found)
+                where = ", ".join(_match_text(m) for m in found)
                 return f"{_addr_text(pkt, side)} is in {where}, which {side}.notSelector excludes"
 
             return _Check(not_sel_ok, text, not_sel_fail)
@@ -1333,7 +1361,7 @@ class _RulePlan:
             parts.append(check.text)
         text = "matched " + "; ".join(parts)
         for side, matches in found.items():
-            where = ", ".join(f"{m.tag} ({m.cidr})" for m in matches)
+            where = ", ".join(_match_text(m) for m in matches)
             text += f"; {_addr_text(pkt, side)} is in {where}"
         return text
 

@@ -125,7 +125,7 @@ def _step_detail(step: Step) -> str:
     """The second line of a rule step: set matches when there are some, else ``why``."""
     if step.matched and step.matches:
         return "; ".join(
-            f"{m.side} {_address(step, m.side)} is in {m.entity} ({m.cidr})" for m in step.matches
+            f"{m.side} {_address(step, m.side)} is in {m.describe()}" for m in step.matches
         )
     return step.why
 

@@ -292,3 +292,55 @@ spec:
     assert positive is not None
     assert negative is None
     assert positive.matches({"projectcalico.org/namespace": "shop"})
+
+
+def test_rule_nets_match_in_json_and_text() -> None:
+    plan = ev.compile_plan(
+        _load(
+            """
+apiVersion: crd.projectcalico.org/v1
+kind: GlobalNetworkPolicy
+metadata: {name: by-nets}
+spec:
+  types: [Egress]
+  egress:
+    - {action: Deny, destination: {nets: [192.0.2.0/24, 203.0.113.0/25]}}
+"""
+        )
+    )
+    verdict = plan.evaluate(ev.Endpoint.pod({}), ev.Flow(dst="203.0.113.100"))
+    step = verdict.trace[0]
+    (match,) = step.matches
+    assert (match.entity.kind, match.entity.name) == (ev.RULE_NETS, "destination.nets")
+    assert match.describe() == "destination.nets (203.0.113.0/25)"
+    doc = step.to_json()
+    assert doc["network_set"] is None  # not a network set
+    assert doc["cidr"] == "203.0.113.0/25"
+    assert doc["matches"][0]["kind"] == "RuleNets"
+
+
+def test_source_selector_match_without_address_has_no_cidr() -> None:
+    plan = ev.compile_plan(
+        _load(
+            """
+apiVersion: crd.projectcalico.org/v1
+kind: GlobalNetworkPolicy
+metadata: {name: from-web}
+spec:
+  types: [Egress]
+  egress:
+    - {action: Deny, source: {selector: app == 'web'}}
+"""
+        )
+    )
+    verdict = plan.evaluate(ev.Endpoint.pod({"app": "web"}), ev.Flow(dst="192.0.2.1"))
+    (match,) = verdict.trace[0].matches
+    assert match.cidr is None
+    assert match.entity.kind == "Endpoint"
+    assert "its own address" in verdict.trace[0].why
+    assert verdict.trace[0].to_json()["cidr"] is None
+    with_ip = plan.evaluate(
+        ev.Endpoint.pod({"app": "web"}, ips=["10.244.0.9"]), ev.Flow(dst="192.0.2.1")
+    )
+    (match,) = with_ip.trace[0].matches
+    assert str(match.cidr) == "10.244.0.9/32"
