@@ -121,3 +121,19 @@ def test_help_teaches_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert "examples:" in out
         assert "egressguard logs " + command in out
+
+
+def test_readme_examples_run(capsys: pytest.CaptureFixture[str], log_file: Path) -> None:
+    """Every ``egressguard logs parse`` line of the README runs, on a syslog of our own."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    commands = [
+        line.split("#")[0].split()
+        for line in readme.splitlines()
+        if line.startswith("egressguard logs parse ")
+    ]
+    assert len(commands) >= 2
+    for words in commands:
+        argv = [str(log_file) if a == "/var/log/syslog" else a for a in words[2:]]
+        code, out, err = run(capsys, *argv)
+        assert code == 1, err  # the file has one forged line
+        assert "203.0.113.9" in out
