@@ -249,3 +249,23 @@ def test_demo_lines_run() -> None:
     demo = (REPO / "scripts" / "demo").read_text(encoding="utf-8")
     assert "egressguard lint -f examples/blog" in demo
     assert "egressguard explain -f examples/blog --src-labels app=web --dst 217.160.0.92" in demo
+
+
+def test_readme_explain_and_lint_lines_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``egressguard explain``/``lint`` line of the README runs as written."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    commands = [
+        line.split("#")[0].split()
+        for line in readme.splitlines()
+        if line.startswith(("egressguard explain ", "egressguard lint "))
+    ]
+    assert len(commands) >= 3
+    outputs = []
+    for words in commands:
+        argv = [BLOG if a == "examples/blog" else a for a in words[1:]]
+        code, out, err = run(argv, capsys)
+        assert code == 0, err
+        outputs.append(out)
+    assert "verdict: Deny, logged" in outputs[0]
+    second = json.loads(outputs[1])
+    assert (second["verdict"], second["logged"]) == ("Allow", False)
