@@ -177,25 +177,35 @@ class SourceOutcome:
         return bool(self.result.addresses) and not self.contributes
 
     def version(self) -> dict[str, Any]:
-        """Which version of the source went in: content hashes and the feed's own dates."""
+        """Which version of the source went in: a digest of what it contributed (its canonical
+        address set, so reordered or re-commented input is the same version) and the feed's
+        own dates. Goes into the ``egressguard.io/sources`` annotation."""
         res = self.result
         out: dict[str, Any] = {"name": self.name, "kind": res.kind}
-        if res.kind == "static":
-            text = "\n".join(self.config.spec.static or ())
-            out["sha256"] = hashlib.sha256(text.encode()).hexdigest()
-            return out
         if res.status is Status.FAILED:
             out["missing"] = True
             return out
-        parts = []
-        for part in res.parts:
-            entry: dict[str, Any] = {"location": _shown_location(part.location)}
+        text = res.addresses.to_text()
+        out["digest"] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        dates = sorted({p.feed_date for p in res.parts if p.feed_date})
+        if dates:
+            out["dates"] = dates
+        return out
+
+    def downloads(self) -> list[dict[str, Any]]:
+        """Each part as fetched or read: location, SHA-256 of the raw bytes, the feed's date
+        (recorded in the lock, for audits: which exact download was used)."""
+        out = []
+        for part in self.result.parts:
+            entry: dict[str, Any] = {
+                "location": _shown_location(part.location),
+                "status": "missing" if part.status is Status.FAILED else "ok",
+            }
             if part.sha256:
                 entry["sha256"] = part.sha256
             if part.feed_date:
                 entry["date"] = part.feed_date
-            parts.append(entry)
-        out["parts"] = parts
+            out.append(entry)
         return out
 
 
@@ -677,9 +687,10 @@ def _lock(
         "sources": [
             {
                 **o.version(),
+                "parts": o.downloads(),
                 **{f"ipv{f}": Counts.of(o.result.addresses[f]).to_json() for f in _FAMILIES},
             }
-            for o in outcomes
+            for o in sorted(outcomes, key=lambda o: o.name)
         ],
         "files": {name: _sha(data) for name, data in files.items()},
     }
@@ -747,7 +758,7 @@ def build(
         warnings.append("the set is empty: the policies block nothing")
 
     settings = config.policy
-    versions = [o.version() for o in outcomes]
+    versions = [o.version() for o in sorted(outcomes, key=lambda o: o.name)]
     annotation = json.dumps(versions, sort_keys=True, separators=(",", ":"))
     settings = _with_annotations(settings, {SOURCES_ANNOTATION: annotation})
     shards, shard_manifests = networksets.render_network_sets(
