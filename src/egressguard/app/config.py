@@ -249,12 +249,13 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def parse_duration(value: int | float | str) -> float:
-    """``90``, ``"90s"``, ``"30m"``, ``"6h"``, ``"1d"`` → seconds."""
+    """``90``, ``"90s"``, ``"30m"``, ``"6h"``, ``"1d"`` → seconds (the schema keeps
+    ``interval`` above zero; ``min_interval`` may be 0)."""
     if isinstance(value, bool):
         raise ValueError("a duration is not a boolean")
     if isinstance(value, int | float):
         return float(value)
-    m = re.fullmatch(r"([1-9][0-9]*)([smhd])", value.strip())
+    m = re.fullmatch(r"([0-9]+)([smhd])", value.strip())
     if m is None:
         raise ValueError(f"{value!r} is not a duration")
     return float(int(m.group(1)) * _UNITS[m.group(2)])

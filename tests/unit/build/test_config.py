@@ -381,6 +381,14 @@ spec:
             "seconds or a number with a unit s, m, h or d (30m, 6h, 1d)",
         ),
         (
+            "  - {name: a, static: [192.0.2.1], interval: 0m}\n",
+            "blocklist.yaml:6 spec.sources[0].interval: '0m' is not a duration",
+        ),
+        (
+            "  - {name: a, static: [192.0.2.1], interval: 0}\n",
+            "blocklist.yaml:6 spec.sources[0].interval: 0 is less than the minimum of 1",
+        ),
+        (
             "  - {name: a, static: [192.0.2.1], max_shrink: 1.5}\n",
             "blocklist.yaml:6 spec.sources[0].max_shrink: 1.5 is greater than the maximum of 1",
         ),
@@ -547,7 +555,7 @@ def test_durations(value: int | str, seconds: float) -> None:
     assert config.parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["", "1.5h", "h", "0m", "1w", True])
+@pytest.mark.parametrize("value", ["", "1.5h", "h", "-1m", "1w", True])
 def test_bad_durations(value: Any) -> None:
     with pytest.raises(ValueError, match="duration"):
         config.parse_duration(value)
