@@ -57,7 +57,7 @@ from egressguard.errors import (
 )
 from egressguard.problems import Path, Problem, format_path
 from egressguard.render.networksets import ShardLimits
-from egressguard.render.ownership import BLOCKLIST_LABEL
+from egressguard.render.ownership import BLOCKLIST_LABEL, MANAGED_BY_LABEL
 from egressguard.render.policies import DEFAULT_TIER_NAME, DEFAULT_TIER_ORDER, PolicySettings
 
 __all__ = [
@@ -422,6 +422,15 @@ def check_document(doc: yamlio.Document) -> list[Problem]:
     policy = spec.get("policy")
     if isinstance(policy, Mapping):
         checker.selector(policy.get("exempt_selector"), ("spec", "policy", "exempt_selector"))
+        label = policy.get("set_label")
+        if label == MANAGED_BY_LABEL or (
+            isinstance(label, str) and label.startswith("projectcalico.org/")
+        ):
+            checker.err(
+                ("spec", "policy", "set_label"),
+                f"{label!r} is reserved (ownership or Calico's own labels); choose a key of "
+                "your own",
+            )
     return _located(doc, checker.problems)
 
 

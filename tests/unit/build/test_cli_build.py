@@ -303,3 +303,25 @@ def test_the_example_builds_offline(
     assert "source north-korea: fresh" in err
     assert run(capsys, "validate", str(out))[0] == 0
     assert run(capsys, "lint", "-f", str(out), *LINT_FACTS)[0] == 0
+
+
+def test_readme_build_lines_run(
+    tmp_path: Path, data_dir: Path, examples_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every ``egressguard build`` line of the README runs as written (paths made local)."""
+    readme = (examples_dir.parent / "README.md").read_text(encoding="utf-8")
+    commands = [
+        line.split("#")[0].split()
+        for line in readme.splitlines()
+        if line.startswith("egressguard build ")
+    ]
+    assert len(commands) >= 2
+    cfg = tmp_path / "blocklist.yaml"
+    text = (examples_dir / "blocklist.yaml").read_text()
+    cfg.write_text(text.replace("../../shared/data", str(data_dir)))
+    local = {"examples/blocklist.yaml": str(cfg), "out/": str(tmp_path / "out")}
+    for words in commands:
+        argv = [local.get(w, w) for w in words[1:]]
+        code, out, err = run(capsys, *argv, "--state-dir", str(tmp_path / "state"))
+        assert code == 0, err
+    assert json.loads(out)["changes"]["unchanged"] == 3

@@ -448,6 +448,16 @@ spec:
             "blocklist.yaml:7 spec.policy.set_label: 'bad label' is not a valid label key",
         ),
         (
+            "  - {name: a, static: [192.0.2.1]}\n"
+            "  policy: {set_label: projectcalico.org/namespace}\n",
+            "blocklist.yaml:7 spec.policy.set_label: 'projectcalico.org/namespace' is reserved",
+        ),
+        (
+            "  - {name: a, static: [192.0.2.1]}\n"
+            "  policy: {set_label: app.kubernetes.io/managed-by}\n",
+            "blocklist.yaml:7 spec.policy.set_label: 'app.kubernetes.io/managed-by' is reserved",
+        ),
+        (
             "  - {name: a, static: [192.0.2.1]}\n  output: {api: projectcalico.org/v1}\n",
             "blocklist.yaml:7 spec.output.api: 'projectcalico.org/v1' is not one of "
             "['crd.projectcalico.org/v1', 'projectcalico.org/v3']",
