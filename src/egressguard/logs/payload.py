@@ -32,15 +32,7 @@ from typing import Any
 
 from egressguard.logs.wrapper import Rejected
 
-__all__ = [
-    "EBPF_RE",
-    "PROTO_NAMES",
-    "TCP_FLAGS",
-    "find_payload",
-    "parse_fields",
-    "parse_ipv4",
-    "parse_ipv6",
-]
+__all__ = ["EBPF_RE", "MAX_MESSAGE", "PROTO_NAMES", "TCP_FLAGS", "find_payload", "parse_fields"]
 
 #: Upper-case names for protocol numbers the kernel prints as ``PROTO=<n>`` (IANA "Assigned
 #: Internet Protocol Numbers" keywords, upper-cased; 4 and 41 by their common names).
