@@ -5,12 +5,14 @@ packet log but is not acceptable) or ``None`` (not a packet log at all, e.g. an 
 /var/log/syslog, or an event filtered out by ``prefix``). Nothing raises on any input.
 
 Speed: the reference shape (rsyslog ISO wrapper, optional dmesg stamp, Calico prefix, IPv4
-TCP/UDP/ICMP-echo payload without options) goes through two anchored regular expressions that
-validate everything the slow path validates (dotted quads by the pattern, ports and counters by
-range, TOS/PREC/RES masks, TCP flag order, the calendar day) and builds the event tuple
-directly. Every other line, and any line the fast path has a doubt about, takes the general
-two-layer path (``wrapper.unwrap`` + ``payload.parse_fields``). A property test checks that
-both paths agree.
+TCP/UDP/ICMP-echo payload without options) is matched by one anchored regular expression that
+validates everything the general path validates (dotted quads and port ranges by the pattern,
+TOS/PREC/RES masks, TCP flag order and the calendar day by cached checks), and the event tuple
+is built directly from its groups; after any other wrapper, the payload part of that expression
+is tried on the message. Every other line, and any line the fast path has a doubt about, takes
+the general two-layer path (``wrapper.unwrap`` + ``payload.parse_fields``). Property tests
+check that both paths agree. bench/logs.py measures it: the validating match alone runs at
+about two thirds of a naive unvalidated regex, building the 81-field typed event halves that.
 """
 
 from __future__ import annotations
