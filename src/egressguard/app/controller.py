@@ -12,10 +12,12 @@ stretched by a random ``jitter`` (default up to +10 %) so replicas and sources d
 instead of hitting providers in step. A source whose refresh fails (it falls back to its last
 good copy, or has none) is retried sooner, with exponential backoff from ``backoff_initial``
 (30 s), never later than its interval and never above ``backoff_max`` (1 h). A rebuild runs
-when a refresh brought new data (``fresh``), when a source failed for the first time or
-recovered, and every ``resync`` (default 10 min) regardless, which repairs drift (a shard
-deleted or edited by hand) and retries a failed apply. The build is deterministic and the sync
-skips unchanged objects, so a rebuild that changes nothing writes nothing.
+when a refresh brought new data (``fresh``) or a source lost all data (``failed-no-copy``),
+and every ``resync`` (default 10 min) regardless, which repairs drift (a shard deleted or
+edited by hand). A failed apply is retried with the same backoff. A ``not-modified`` or
+``fallback-to-last-good`` refresh changes nothing in the build, so it triggers none. The
+build is deterministic and the sync skips unchanged objects, so a rebuild that changes nothing
+writes nothing.
 
 Only the leader works. Followers neither apply nor refresh: refreshing would multiply the
 requests to feed providers (some rate-limit hard, e.g. Spamhaus and MaxMind) for data the
@@ -279,8 +281,10 @@ class Controller:
             else:
                 src.failures += 1
                 src.next_due = now + self._backoff(src.failures, src.config.interval)
-        if result.status is Status.FRESH or (before is not None and before is not result.status):
-            self._dirty = True
+        if result.status is Status.FRESH or (
+            result.status is Status.FAILED and before is not Status.FAILED
+        ):
+            self._dirty = True  # new data, or a source lost its data: the build changes
         fields = {
             "event": "source.refresh",
             "source": src.name,
@@ -552,7 +556,9 @@ class Controller:
                 return True, f"leader {self.identity}; applied"
             return False, f"leader {self.identity}; no successful build and apply yet"
         leader = self.elector.leader if self.elector is not None else None
-        if leader and leader != self.identity:
+        if leader == self.identity:
+            return False, f"the lease of {leader} was not renewed in time; not leading"
+        if leader:
             return True, f"follower of {leader}"
         return False, "no leader known yet"
 

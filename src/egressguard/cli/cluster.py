@@ -215,7 +215,7 @@ def _run_apply(args: argparse.Namespace) -> int:
                 force=args.force,
                 dry_run=args.dry_run,
                 adopt=args.adopt,
-                identity=_identity(None),
+                identity=_operator(),
             )
         except BuildRefused as refused:
             if not args.quiet:
@@ -255,12 +255,25 @@ def _run_apply(args: argparse.Namespace) -> int:
 
 
 def _identity(given: str | None) -> str:
+    """``--identity``, else ``$POD_NAME`` (the Deployment sets it), else host and process id:
+    two controllers on one host must not share an identity, or both would think they lead."""
     import os
     import platform
 
-    return (
-        given or os.environ.get("POD_NAME") or f"{platform.node() or 'egressguard'}-{os.getpid()}"
-    )
+    host = platform.node() or "egressguard"
+    return given or os.environ.get("POD_NAME") or f"{host}-{os.getpid()}"
+
+
+def _operator() -> str:
+    """Who ran ``apply``, for the applied record: user@host."""
+    import getpass
+    import platform
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{platform.node() or 'localhost'}"
 
 
 # --------------------------------------------------------------------------------------------
