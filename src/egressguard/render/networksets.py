@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -184,8 +185,37 @@ def shard_manifest(
 
 
 def manifest_text(obj: Mapping[str, Any]) -> str:
-    """One manifest as a YAML document (``---`` first), exactly as ``build`` writes it."""
+    """One manifest as a YAML document (``---`` first), exactly as ``build`` writes it.
+
+    A network set's entries are written directly rather than through PyYAML's representer
+    (which costs about 20 µs per item): a CIDR made of hex digits, dots, colons and one slash
+    is always a plain YAML scalar, so the text is the same byte for byte (a test compares the
+    two on the world set). Anything else takes the generic path.
+    """
+    spec = obj.get("spec")
+    nets = spec.get("nets") if isinstance(spec, Mapping) else None
+    if (
+        obj.get("kind") in ("GlobalNetworkSet", "NetworkSet")
+        and isinstance(spec, Mapping)
+        and list(spec) == ["nets"]
+        and isinstance(nets, list | tuple)
+        and nets
+        and all(isinstance(n, str) and _PLAIN_CIDR.fullmatch(n) for n in nets)
+    ):
+        head = yamlio.dump_documents([{**obj, "spec": {"nets": ["0/0"]}}])
+        if head.endswith(_PLACEHOLDER):
+            body = "".join(f"  - {n}\n" for n in nets)
+            return head[: -len(_PLACEHOLDER)] + "  nets:\n" + body
     return yamlio.dump_documents([obj])
+
+
+def generic_manifest_text(obj: Mapping[str, Any]) -> str:
+    """``manifest_text`` without the fast path (for tests and comparisons)."""
+    return yamlio.dump_documents([obj])
+
+
+_PLAIN_CIDR: Final = re.compile(r"[0-9a-f.:]+/[0-9]{1,3}")
+_PLACEHOLDER: Final = "  nets:\n  - 0/0\n"
 
 
 def _overhead(blocklist: str, family: Family, set_label: str, api_version: str) -> int:

@@ -372,3 +372,19 @@ def test_limits_are_checked() -> None:
         ShardLimits(max_entries=0)
     with pytest.raises(ValueError, match="max_bytes"):
         ShardLimits(max_bytes=100)
+
+
+def test_fast_text_of_a_network_set_is_what_pyyaml_writes(world_set: AddressSet) -> None:
+    """``manifest_text`` writes network-set entries directly; PyYAML must agree byte for byte,
+    including entries that start with ':' (``::/0``, IPv4-mapped) and single addresses."""
+    edge = AddressSet.of("::/128", "::ffff:0:0/96", "64:ff9b::/96", "192.0.2.7", "2001:db8::1")
+    for addresses in (world_set, edge, AddressSet.of("::/0"), AddressSet.of("0.0.0.0/0")):
+        _, manifests = render_network_sets("bl", addresses)
+        for manifest in manifests:
+            assert networksets.manifest_text(manifest) == networksets.generic_manifest_text(
+                manifest
+            )
+    # a value the fast path does not recognise goes through PyYAML (which quotes 'yes')
+    odd = {"kind": "GlobalNetworkSet", "metadata": {"name": "x"}, "spec": {"nets": ["yes"]}}
+    assert networksets.manifest_text(odd) == networksets.generic_manifest_text(odd)
+    assert "  - 'yes'\n" in networksets.manifest_text(odd)
