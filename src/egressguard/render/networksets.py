@@ -57,6 +57,7 @@ __all__ = [
     "Shard",
     "ShardLimits",
     "bucket_name",
+    "generic_manifest_text",
     "manifest_text",
     "plan_shards",
     "render_network_sets",
