@@ -252,10 +252,11 @@ def test_later_tier_never_changes_an_earlier_allow_or_deny(
     step = verdict.decided_by
     if step is None or step.kind is not ev.StepKind.RULE:
         return
-    # Put every extra policy in a new tier that sorts after every tier in use.
+    # Put every extra policy in a new tier that sorts after every tier in use: no order (after
+    # every tier with one) and a name after the generated ones (tiers without order sort by name).
     later = [
         {"apiVersion": "crd.projectcalico.org/v1", "kind": "Tier",
-         "metadata": {"name": "zz-later"}, "spec": {"order": 99_000_000}},
+         "metadata": {"name": "zz-later"}, "spec": {}},
     ]  # fmt: skip
     for doc in extra:
         if doc["kind"] == "GlobalNetworkPolicy":
