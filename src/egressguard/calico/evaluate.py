@@ -1021,6 +1021,7 @@ class _Compiler:
         *,
         negated: bool,
         rewritten: bool = False,
+        scope: str = "",
     ) -> _Check:
         reach = self.reach(effective)
         look = reach.lookup_fn(family)
@@ -1028,7 +1029,7 @@ class _Compiler:
         fam_ix = 0 if family == 4 else 1
         width = 32 if family == 4 else 128
         field_name = "notSelector" if negated else "selector"
-        text = f"{side}.{field_name} {written}"
+        text = f"{side}.{field_name} {written}{scope}"
         if rewritten:
             text += f" (as Felix evaluates it: {effective})"
 
@@ -1081,7 +1082,7 @@ class _Compiler:
             if value is None and pkt.local != side:
                 return f"{text}: {side} address unknown"
             return (
-                f"{_addr_text(pkt, side)} is in none of what {side}.selector {written!r} "
+                f"{_addr_text(pkt, side)} is in none of what {side}.selector {written!r}{scope} "
                 f"reaches ({reach.summary()})"
             )
 
@@ -1192,13 +1193,16 @@ class _Compiler:
                     if written
                     else f"!({entity.not_selector})"
                 )
-            if entity.namespace_selector:
-                written = f"{written or 'all()'} in namespaces {entity.namespace_selector}"
             if not written:
                 written = "all()"
+            scope = ""
+            if entity.namespace_selector:
+                scope = f" with namespaceSelector {entity.namespace_selector}"
             rewritten = str(positive) != str(sel.parse(entity.selector or ""))
             checks.append(
-                self.selector(side, written, positive, family, negated=False, rewritten=rewritten)
+                self.selector(
+                    side, written, positive, family, negated=False, rewritten=rewritten, scope=scope
+                )
             )
         if negative is not None:
             checks.append(

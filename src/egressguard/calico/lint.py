@@ -1025,6 +1025,11 @@ class _Linter:
                     last = info.name
             if last is None:
                 continue
+            # A tier before the default tier passes to it, and the cluster's own policies
+            # (not necessarily among the inputs) live there: only a Pass at or after the
+            # default tier surely reaches the profiles.
+            if self._tier_rank.get(last, 0) < self._tier_rank.get(DEFAULT_TIER, 0):
+                continue
             name = _direction_name(direction)
             for policy in by_tier[last]:
                 if direction not in policy.effective_types():

@@ -425,3 +425,8 @@ def test_findings_are_sorted_and_render() -> None:
     text = str(findings[0])
     assert text.startswith("policy.yaml:")
     assert findings[0].to_json()["severity"] in {"error", "warning", "info"}
+
+
+def test_pass_in_own_tier_before_default_is_not_reported() -> None:
+    """egressguard's design: its tier ends with Pass into the default tier."""
+    assert "pass-in-last-tier" not in ids(docs(SET, TIERED))
