@@ -152,6 +152,24 @@ def protocol_number(value: str | int | Protocol) -> int:
     return number
 
 
+#: Protocol values seen most, resolved once (``protocol_number`` for the rest).
+def _protocol_cache() -> dict[object, int]:
+    cache: dict[object, int] = {}
+    for name, number in PROTOCOL_NUMBERS.items():
+        cache[name] = cache[name.lower()] = cache[number] = number
+    return cache
+
+
+_PROTOCOL_CACHE: Final = _protocol_cache()
+
+
+def _flow_address(label: str, text: str) -> tuple[int, int]:
+    try:
+        return _parse_ip(text)
+    except CidrError as exc:
+        raise InputError(f"{label} address: {exc.message}", hint=exc.hint) from exc
+
+
 def _protocol_text(number: int) -> str:
     name = _PROTOCOL_NAMES.get(number)
     return f"{name} ({number})" if name else str(number)
@@ -354,31 +372,32 @@ class Flow:
     )
 
     def __post_init__(self) -> None:
-        family: int | None = None
-        values: list[int | None] = []
-        for label, text in (("source", self.src), ("destination", self.dst)):
-            if text is None:
-                values.append(None)
-                continue
-            try:
-                fam, value = _parse_ip(text)
-            except CidrError as exc:
-                raise InputError(f"{label} address: {exc.message}", hint=exc.hint) from exc
-            if family is not None and fam != family:
+        # Written for speed (a flow is built per evaluation in bulk runs): straight-line
+        # checks, the common cases first.
+        src = dst = family = None
+        if self.dst is not None:
+            family, dst = _flow_address("destination", self.dst)
+        if self.src is not None:
+            src_family, src = _flow_address("source", self.src)
+            if family is not None and src_family != family:
                 raise InputError(
                     f"source {self.src} and destination {self.dst} are of different IP families"
                 )
-            family = fam
-            values.append(value)
+            family = src_family
         for label, port in (("destination port", self.dst_port), ("source port", self.src_port)):
-            if port is not None and (isinstance(port, bool) or not 0 <= port <= 65535):
+            if port is not None and (port.__class__ is not int or not 0 <= port <= 65535):
                 raise InputError(f"{label} {port!r} is not a port number 0-65535")
-        for label, num in (("ICMP type", self.icmp_type), ("ICMP code", self.icmp_code)):
-            if num is not None and (isinstance(num, bool) or not 0 <= num <= 255):
-                raise InputError(f"{label} {num!r} is not a number 0-255")
-        object.__setattr__(self, "state", FlowState(self.state))
-        parsed = (family, values[0], values[1], protocol_number(self.protocol))
-        object.__setattr__(self, "_parsed", parsed)
+        if self.icmp_type is not None or self.icmp_code is not None:
+            for label, num in (("ICMP type", self.icmp_type), ("ICMP code", self.icmp_code)):
+                if num is not None and (num.__class__ is not int or not 0 <= num <= 255):
+                    raise InputError(f"{label} {num!r} is not a number 0-255")
+        if self.state.__class__ is not FlowState:
+            object.__setattr__(self, "state", FlowState(self.state))
+        # (a bool would hit the int keys: True == 1)
+        proto = _PROTOCOL_CACHE.get(self.protocol) if self.protocol.__class__ is not bool else None
+        if proto is None:
+            proto = protocol_number(self.protocol)
+        object.__setattr__(self, "_parsed", (family, src, dst, proto))
 
     @property
     def protocol_number(self) -> int:
@@ -1623,6 +1642,17 @@ class Plan:
         self._by_tier = {name: tuple(pols) for name, pols in by_tier.items()}
         self.ignored: tuple[tuple[PolicyRef, str], ...] = tuple(ignored)
         self.notes: tuple[str, ...] = tuple(notes)
+        self._may_note = bool(
+            self.ignored
+            or self.notes
+            or any(
+                rp.notes
+                for pols in self._by_tier.values()
+                for pol in pols
+                for rules in pol.rules.values()
+                for rp in rules
+            )
+        )
         self._cache: dict[tuple[Endpoint, PolicyType], EndpointPlan] = {}
 
     def policy(self, ref: PolicyRef) -> Policy | None:
@@ -1669,7 +1699,7 @@ class Plan:
     ) -> Verdict:
         """The verdict for ``flow`` leaving (egress) or reaching (ingress) ``endpoint``."""
         verdict = self.for_endpoint(endpoint, direction).evaluate(flow, trace=trace)
-        if not trace:
+        if not trace or not self._may_note:
             return verdict
         notes = self._notes_for(verdict)
         if notes:

@@ -72,6 +72,8 @@ def test_protocol_number_rejects(value: object) -> None:
         {"dst": "192.0.2.1", "icmp_type": 300},
         {"dst": "192.0.2.1", "protocol": "carrier-pigeon"},
         {"dst": "192.0.2.1", "state": "half-open"},
+        {"dst": "192.0.2.1", "protocol": True},
+        {"dst": "192.0.2.1", "dst_port": True},
     ],
 )
 def test_flow_rejects_bad_values(kwargs: dict[str, object]) -> None:
