@@ -227,7 +227,8 @@ class FakeNftables:
     """An in-memory nftables holding any number of tables; commits all or nothing.
 
     ``applied`` lists every script that committed, ``updates`` every element plan; set
-    ``fail_next`` to an error message to make the next operation fail (as a kernel refusal).
+    ``fail_next`` to an error message to make the next change fail (as a kernel refusal), or
+    ``refuse`` to make every change fail until it is cleared.
     ``dump()`` prints the tables back in the dialect of :mod:`egressguard.nft.render`.
     """
 
@@ -237,6 +238,7 @@ class FakeNftables:
         self.applied: list[str] = []
         self.updates: list[diff.Plan] = []
         self.fail_next: str | None = None
+        self.refuse: str | None = None
 
     # -- protocol -----------------------------------------------------------------------
 
@@ -399,6 +401,8 @@ class FakeNftables:
         return sorted(table.sets[name].ranges.items())
 
     def _maybe_fail(self) -> None:
+        if self.refuse is not None:
+            raise DataplaneError(self.refuse)
         if self.fail_next is not None:
             message, self.fail_next = self.fail_next, None
             raise DataplaneError(message)

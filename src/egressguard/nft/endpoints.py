@@ -224,21 +224,24 @@ class _Reader:
         )
         name = self.string(raw.get("name"), (*path, "name"), _DNS_SUBDOMAIN)
         iface = self.string(raw.get("interface"), (*path, "interface"), _IFACE)
-        if name is None:
-            self.bad((*path, "name"), "a workload needs a name")
-        if iface is None:
-            self.bad((*path, "interface"), "a workload needs an interface (name or prefix*)")
+        if "name" not in raw:
+            self.bad(path, "a workload needs a name")
+        if "interface" not in raw:
+            self.bad(path, "a workload needs an interface (a name, or a prefix and *)")
         namespace = self.string(raw.get("namespace"), (*path, "namespace"), _DNS_LABEL)
         account = self.string(raw.get("serviceAccount"), (*path, "serviceAccount"), _DNS_SUBDOMAIN)
+        labels = self.labels(raw.get("labels"), (*path, "labels"))
+        addresses = self.addresses(raw.get("addresses"), (*path, "addresses"))
+        ports = self.ports(raw.get("ports"), (*path, "ports"))
         if name is None or iface is None:
             return None
         return Workload(
             name=name,
             interface=iface,
             namespace=namespace or "default",
-            labels=self.labels(raw.get("labels"), (*path, "labels")),
-            addresses=self.addresses(raw.get("addresses"), (*path, "addresses")),
-            ports=self.ports(raw.get("ports"), (*path, "ports")),
+            labels=labels,
+            addresses=addresses,
+            ports=ports,
             service_account=account or "default",
         )
 
@@ -256,7 +259,8 @@ class _Reader:
             self.keys(raw, ("namespaces", i), ("name", "labels"))
             ns_name = self.string(raw.get("name"), ("namespaces", i, "name"), _DNS_LABEL)
             if ns_name is None:
-                self.bad(("namespaces", i, "name"), "a namespace needs a name")
+                if "name" not in raw:
+                    self.bad(("namespaces", i), "a namespace needs a name")
                 continue
             labels = self.labels(raw.get("labels"), ("namespaces", i, "labels"))
             namespaces.append(
