@@ -146,8 +146,12 @@ def test_json_summary(
     cats = {s["category"] for s in doc["subtracted"]}
     assert {"special-purpose", "public-dns", "protect.cluster_cidrs"} <= cats
     assert "wrote" in err
-    code, stdout, _ = run(capsys, *argv)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, stdout, err = run(capsys, *argv)
+    assert f"{out} is up to date: nothing written" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     again = json.loads(stdout)
+    assert again["written"] is None
     assert again["changes"] == {"added": [], "changed": [], "removed": [], "unchanged": 3}
     assert {s["status"] for s in again["sources"]} == {"not-modified"}  # same bytes again
     assert {c["check"] for c in again["checks"]} == {"coverage", "size", "shrink"}
