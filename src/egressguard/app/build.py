@@ -506,8 +506,9 @@ def _file_name(kind: str, name: str) -> str:
 def read_previous(outdir: ManifestDir, blocklist: str) -> PreviousBuild | None:
     """The previous build in ``outdir``, or ``None`` when the directory is missing or empty.
 
-    Refuses (``UsageError``) a directory egressguard did not write (no lock but other files), or
-    one holding another blocklist's build: replacing it would delete those files.
+    Refuses (``UsageError``) a directory egressguard did not write (no lock but other files),
+    one holding another blocklist's build, or one where files were added since the build:
+    replacing it would delete them. Edited build files are fine (they are rewritten).
     """
     files = outdir.read()
     if not files:
@@ -530,6 +531,15 @@ def read_previous(outdir: ManifestDir, blocklist: str) -> PreviousBuild | None:
             f"{outdir.location}: holds the build of blocklist {lock.get('blocklist')!r}, "
             f"not {blocklist!r}",
             hint="give every blocklist its own output directory",
+        )
+    recorded = set(lock.get("files") or {})
+    strangers = sorted(set(files) - recorded - {LOCK_FILE})
+    if strangers:
+        shown = ", ".join(strangers[:5]) + (" ..." if len(strangers) > 5 else "")
+        raise UsageError(
+            f"{outdir.location}: holds files the previous build did not write ({shown}); "
+            "a build replaces the whole directory",
+            hint="move them elsewhere, or write the build to another directory",
         )
     return PreviousBuild(files=files, lock=lock)
 

@@ -521,6 +521,16 @@ def test_a_directory_egressguard_did_not_write_is_refused() -> None:
     assert read_previous(MemoryManifestDir(), "bl") is None
 
 
+def test_files_added_to_a_build_directory_are_not_deleted(builder: Builder) -> None:
+    cfg = make_config([{"name": "s", "static": ["198.51.100.0/24"]}])
+    builder.run(cfg)
+    assert builder.out.files is not None
+    builder.out.files["notes.md"] = b"mine\n"
+    with pytest.raises(UsageError, match=r"did not write \(notes.md\)"):
+        builder.run(cfg)
+    assert builder.out.files["notes.md"] == b"mine\n"
+
+
 def test_another_blocklists_directory_is_refused(builder: Builder) -> None:
     builder.run(make_config([{"name": "s", "static": ["198.51.100.0/24"]}], name="one"))
     with pytest.raises(UsageError, match="holds the build of blocklist 'one', not 'two'"):
