@@ -194,8 +194,9 @@ def _flog2_64(x: U64) -> I64:
     return out
 
 
-def split_v4(starts: I64, ends: I64) -> tuple[I64, I64]:
-    """Minimal CIDRs covering half-open IPv4 ranges: (network, prefixlen) arrays, in order.
+def split_v4(starts: I64, ends: I64) -> tuple[I64, I64, I64]:
+    """Minimal CIDRs covering half-open IPv4 ranges: (network, prefixlen, owning range index)
+    arrays, in order.
 
     Greedy from the low end: the largest block that is aligned at the current start and does not
     pass the end; it is the unique minimal cover. Each pass handles all pending ranges at once.
@@ -224,15 +225,17 @@ def split_v4(starts: I64, ends: I64) -> tuple[I64, I64]:
         s = s[more]
         step += 1
     if not nets:
-        return _EMPTY_I64, _EMPTY_I64
+        return _EMPTY_I64, _EMPTY_I64, _EMPTY_I64
     net = np.concatenate(nets)
     plen = np.concatenate(plens)
-    o = np.argsort(np.concatenate(order), kind="stable")
-    return net[o], plen[o]
+    key = np.concatenate(order)
+    o = np.argsort(key, kind="stable")
+    return net[o], plen[o], key[o] // 64
 
 
-def split_v6(first: U64, last: U64) -> tuple[U64, I64]:
-    """Minimal CIDRs covering inclusive IPv6 ranges: ((n, 2) networks, prefixlens), in order."""
+def split_v6(first: U64, last: U64) -> tuple[U64, I64, I64]:
+    """Minimal CIDRs covering inclusive IPv6 ranges: ((n, 2) networks, prefixlens, owning range
+    index), in order."""
     nets: list[U64] = []
     plens: list[I64] = []
     order: list[I64] = []
@@ -285,11 +288,12 @@ def split_v6(first: U64, last: U64) -> tuple[U64, I64]:
         lo = lo[more]
         step += 1
     if not nets:
-        return np.zeros((0, 2), dtype=np.uint64), _EMPTY_I64
+        return np.zeros((0, 2), dtype=np.uint64), _EMPTY_I64, _EMPTY_I64
     net = np.concatenate(nets)
     plen = np.concatenate(plens)
-    o = np.argsort(np.concatenate(order), kind="stable")
-    return net[o], plen[o]
+    key = np.concatenate(order)
+    o = np.argsort(key, kind="stable")
+    return net[o], plen[o], key[o] // 256
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,53 +351,76 @@ def format_v4_lines(net: I64, plen: I64, *, bare_host: bool) -> bytes:
     return _assemble(chars, shown, n)
 
 
-def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
-    """RFC 5952 text of IPv6 CIDRs as newline-terminated lines, built column-wise.
+_GROUP_TABLES: list[tuple[U64, U64]] = []
 
-    Per group: two separator cells and four hex cells. The longest run of two or more zero groups
-    (first on a tie) is hidden; the group after it gets a second ':' (giving '::'), and a run
-    reaching the end gets a trailing '::'.
+
+def _group_tables() -> tuple[U64, U64]:
+    """For every 16-bit group value: its 8 output cells as one little-endian uint64 (':', ':',
+    then four hex digits, two pad bytes) and which of those cells print (leading zeros don't;
+    the separators are decided per row). Built once, 1 MiB."""
+    if not _GROUP_TABLES:
+        v = np.arange(1 << 16, dtype=np.uint64)
+        chars = np.full(v.size, ord(":") | (ord(":") << 8), dtype=np.uint64)
+        shown = np.zeros(v.size, dtype=np.uint64)
+        for k in range(4):  # cell 2 + k holds the nibble 3 - k
+            nib = (v >> np.uint64(4 * (3 - k))) & np.uint64(15)
+            chars |= _HEX_CHARS[nib.astype(np.intp)].astype(np.uint64) << np.uint64(8 * (2 + k))
+            visible = v >= np.uint64(1 << (4 * (3 - k))) if k < 3 else np.ones(v.size, bool)
+            shown |= visible.astype(np.uint64) << np.uint64(8 * (2 + k))
+        _GROUP_TABLES.append((chars, shown))
+    return _GROUP_TABLES[0]
+
+
+def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
+    """RFC 5952 text of IPv6 CIDRs as newline-terminated lines, built as one character matrix.
+
+    Each group contributes eight cells from a table (two ':' and four hex digits, two pad
+    cells). The longest run of two or more zero groups (first on a tie) is hidden; the group
+    after it shows its second ':' (giving '::'), and a run reaching the end gets a trailing '::'.
+    Hidden cells are dropped when the matrix is flattened.
     """
     n = int(net.shape[0])
     if n == 0:
         return b""
-    groups = _v6_groups(net)
+    chars_t, shown_t = _group_tables()
+    groups = _v6_groups(net)  # (n, 8) uint16
     zero = groups == 0
-    run = np.zeros((n, 8), dtype=np.int64)
-    acc = np.zeros(n, dtype=np.int64)
+    run = np.zeros((8, n), dtype=np.int8)  # zeros ending at each group
+    acc = np.zeros(n, dtype=np.int8)
     for col in range(8):
-        acc = np.where(zero[:, col], acc + 1, 0)
-        run[:, col] = acc
-    best_len = run.max(axis=1)
-    best_end = np.argmax(run == best_len[:, None], axis=1)
-    best_len = np.where(best_len >= 2, best_len, 0)
+        acc = np.where(zero[:, col], acc + 1, 0).astype(np.int8)
+        run[col] = acc
+    best_len = run.max(axis=0)
+    best_end = np.argmax(run == best_len, axis=0)
+    best_len = np.where(best_len >= 2, best_len, 0).astype(np.int64)
     best_at = np.where(best_len > 0, best_end - best_len + 1, -1)
-    run_end = best_at + best_len  # first group after the hidden run
-    ones = np.ones(n, dtype=bool)
-    colon = np.full(n, ord(":"), dtype=np.uint8)
-    chars: list[npt.NDArray[np.uint8]] = []
-    shown: list[Bools] = []
-    for g in range(8):
-        hidden = (best_len > 0) & (best_at <= g) & (g < run_end)
-        after_run = (best_len > 0) & (g == run_end)
-        chars += [colon, colon]
-        shown += [~hidden & ((g > 0) | after_run), ~hidden & after_run & (g > 0)]
-        v = groups[:, g]
-        for k in (3, 2, 1, 0):
-            chars.append(_HEX_CHARS[(v >> (4 * k)) & 15])
-            shown.append(~hidden & ((v >= (1 << (4 * k))) if k else ones))
+    run_end = best_at + best_len  # first group after the hidden run (8: the run ends the text)
+    g = np.arange(8)
+    has_run = (best_len > 0)[:, None]
+    hidden = has_run & (best_at[:, None] <= g) & (g < run_end[:, None])
+    after = has_run & (g == run_end[:, None])
+    cells = chars_t[groups]
+    shown = np.where(hidden, np.uint64(0), shown_t[groups])
+    shown |= ((g > 0) | after).astype(np.uint64)  # the first ':' (none before group 0)
+    shown |= (after & (g > 0)).astype(np.uint64) << np.uint64(8)  # the second ':' of '::'
+    shown = np.where(hidden, np.uint64(0), shown)
     tail = (best_len > 0) & (run_end == 8)
-    chars += [colon, colon]
-    shown += [tail, tail]
+    ones = np.ones(n, dtype=bool)
     with_prefix = plen != 128 if bare_host else ones
     digits, digit_shown = _decimal_columns(plen, 3)
-    chars.append(np.full(n, ord("/"), dtype=np.uint8))
-    shown.append(with_prefix)
-    chars += digits
-    shown += [x & with_prefix for x in digit_shown]
-    chars.append(np.full(n, ord("\n"), dtype=np.uint8))
-    shown.append(ones)
-    return _assemble(chars, shown, n)
+    extra_c = [np.full(n, ord(":"), np.uint8)] * 2 + [np.full(n, ord("/"), np.uint8)] + digits
+    extra_c.append(np.full(n, ord("\n"), np.uint8))
+    extra_s = [tail, tail, with_prefix] + [x & with_prefix for x in digit_shown] + [ones]
+    le = "<u8"
+    mat = np.concatenate(
+        (cells.astype(le).view(np.uint8).reshape(n, 64), np.stack(extra_c, axis=1)), axis=1
+    )
+    mask = np.concatenate(
+        (shown.astype(le).view(np.uint8).reshape(n, 64).astype(bool), np.stack(extra_s, axis=1)),
+        axis=1,
+    )
+    text: bytes = mat[mask].tobytes()
+    return text
 
 
 def format_v4(net: I64, plen: I64, *, bare_host: bool) -> list[str]:
@@ -410,9 +437,8 @@ def format_v6(net: U64, plen: I64, *, bare_host: bool) -> list[str]:
     return format_v6_lines(net, plen, bare_host=bare_host).decode("ascii").split("\n")[:-1]
 
 
-def _v6_groups(net: U64) -> npt.NDArray[np.int64]:
-    hi = net[:, 0]
-    lo = net[:, 1]
-    cols = [(hi >> np.uint64(s)) & np.uint64(0xFFFF) for s in (48, 32, 16, 0)]
-    cols += [(lo >> np.uint64(s)) & np.uint64(0xFFFF) for s in (48, 32, 16, 0)]
-    return np.stack(cols, axis=1).astype(np.int64)
+def _v6_groups(net: U64) -> npt.NDArray[np.uint16]:
+    """The eight 16-bit groups of [hi, lo] values, most significant first: the big-endian bytes
+    of the two halves read as big-endian 16-bit numbers."""
+    be = np.ascontiguousarray(net, dtype=">u8")
+    return be.view(">u2").reshape(-1, 8).astype(np.uint16)

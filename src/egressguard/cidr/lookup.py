@@ -19,7 +19,7 @@ entries of one tag overlap, the most specific (longest prefix) containing entry 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = ["Match", "ProvenanceIndex"]
 _OCTET: Final[dict[str, int]] = {str(i): i for i in range(256)}
 _M64: Final = (1 << 64) - 1
 _NONE: Final[tuple[Match, ...]] = ()
+_bisect_right: Final = bisect.bisect_right
 
 
 class Match(NamedTuple):
@@ -54,28 +55,100 @@ Tagged = AddressSet | CidrSet | Iterable[Cidr | str]
 
 
 class _Family:
-    """Segments of one family: ``bounds`` (sorted ints) and ``results[bisect_right(...)]``."""
+    """Segments of one family: ``bounds`` (sorted ints) and ``results[bisect_right(...)]``.
 
-    __slots__ = ("bounds", "results")
+    A segment's answer is a tuple of ``Match`` built the first time the segment is looked up
+    (``None`` until then; ``()`` for segments no tag covers), so building the index creates no
+    Python objects per CIDR and a hot segment costs one tuple for the life of the index.
+    """
 
-    def __init__(self, bounds: list[int], results: list[tuple[Match, ...]]) -> None:
-        self.bounds = bounds
+    __slots__ = (
+        "_lazy_bounds",
+        "bounds",
+        "family",
+        "first",
+        "offsets",
+        "pairs",
+        "plen",
+        "results",
+        "tag",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        family: Family,
+        *,
+        bounds: list[int] | Callable[[], list[int]],
+        results: list[tuple[Match, ...] | None],
+        offsets: npt.NDArray[np.int64],
+        pairs: npt.NDArray[np.int64],
+        first: npt.NDArray[Any],
+        plen: npt.NDArray[np.int64],
+        tag: npt.NDArray[np.int64],
+        tags: tuple[Hashable, ...],
+    ) -> None:
+        self.family = family
+        # IPv6 bounds become Python ints on the first IPv6 lookup (most indexes see few)
+        self._lazy_bounds = None if isinstance(bounds, list) else bounds
+        self.bounds: list[int] = bounds if isinstance(bounds, list) else []
         self.results = results
+        self.offsets = offsets  # results index -> start of its entries in pairs
+        self.pairs = pairs  # entry ids, grouped by segment, in tag order
+        self.first = first
+        self.plen = plen
+        self.tag = tag
+        self.tags = tags
+
+    @staticmethod
+    def empty(family: Family) -> _Family:
+        none = np.zeros(0, dtype=np.int64)
+        return _Family(
+            family,
+            bounds=[],
+            results=[_NONE],
+            offsets=np.zeros(2, np.int64),
+            pairs=none,
+            first=none,
+            plen=none,
+            tag=none,
+            tags=(),
+        )
+
+    def materialise(self, i: int) -> tuple[Match, ...]:
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        fam = self.family
+        out = []
+        for e in self.pairs[lo:hi].tolist():
+            if fam == 4:
+                net = int(self.first[e])
+            else:
+                net = (int(self.first[e, 0]) << 64) | int(self.first[e, 1])
+            out.append(Match(self.tags[int(self.tag[e])], Cidr(fam, net, int(self.plen[e]))))
+        got = tuple(out)
+        self.results[i] = got
+        return got
+
+    def segments(self) -> int:
+        return len(self.results) - 1
 
     def get(self, value: int) -> tuple[Match, ...]:
-        return self.results[bisect.bisect_right(self.bounds, value)]
+        if self._lazy_bounds is not None:
+            self.bounds = self._lazy_bounds()
+            self._lazy_bounds = None
+        i = bisect.bisect_right(self.bounds, value)
+        got = self.results[i]
+        return got if got is not None else self.materialise(i)
 
 
-def _entries_of(family: Family, item: Tagged) -> tuple[Any, Any, list[Cidr] | None]:
-    """(first, prefixlen) arrays for one tag and family; the Cidr list when already built."""
-    if isinstance(item, AddressSet):
-        item = item[family]
-    if isinstance(item, CidrSet):
-        if item.family != family:
-            return None, None, None
-        nets, plens = item._split()
-        return nets, plens, None
-    raise AssertionError("entries are handled by the caller")  # pragma: no cover
+def _split_sets(family: Family, sets: list[tuple[int, CidrSet]]) -> tuple[Any, Any, Any]:
+    """Minimal CIDRs of many sets in one pass: (networks, prefixlens, tag index per CIDR)."""
+    firsts = [cs._a for _, cs in sets]
+    seconds = [cs._b for _, cs in sets]
+    owner_tag = np.concatenate([np.full(cs.range_count, ti, np.int64) for ti, cs in sets])
+    split = eng.split_v4 if family == 4 else eng.split_v6
+    nets, plens, owner = split(np.concatenate(firsts), np.concatenate(seconds))
+    return nets, plens, owner_tag[owner]
 
 
 class ProvenanceIndex:
@@ -88,7 +161,7 @@ class ProvenanceIndex:
     Matches come in the order the tags were given. A tag may appear only once.
     """
 
-    __slots__ = ("_f4", "_f6", "_tags")
+    __slots__ = ("_b4", "_f4", "_f6", "_r4", "_tags")
 
     def __init__(self, tagged: Iterable[tuple[Hashable, Tagged]]) -> None:
         items = list(tagged)
@@ -104,6 +177,9 @@ class ProvenanceIndex:
                 raw.append((i, item, [parse_cidr(c) if isinstance(c, str) else c for c in item]))
         self._f4 = self._build(4, raw)
         self._f6 = self._build(6, raw)
+        # the IPv4 hot path reads these two lists directly (one attribute hop less)
+        self._b4 = self._f4.bounds
+        self._r4 = self._f4.results
 
     @property
     def tags(self) -> tuple[Hashable, ...]:
@@ -115,39 +191,45 @@ class ProvenanceIndex:
         firsts: list[Any] = []
         plens: list[Any] = []
         tag_ix: list[Any] = []
-        for ti, item, entries in raw:
+        whole: list[tuple[int, CidrSet]] = []
+        for ti, item, _ in raw:
+            if isinstance(item, (AddressSet, CidrSet)):
+                cs = item[family] if isinstance(item, AddressSet) else item
+                if cs.family == family and cs.range_count:
+                    whole.append((ti, cs))
+        if whole:
+            nets, pl, tg = _split_sets(family, whole)
+            firsts.append(nets)
+            plens.append(pl)
+            tag_ix.append(tg)
+        for ti, _, entries in raw:
             if entries is None:
-                nets, pl, _ = _entries_of(family, item)
-                if nets is None or pl.size == 0:
-                    continue
+                continue
+            chosen = [c for c in entries if c.family == family]
+            if not chosen:
+                continue
+            pl = np.array([c.prefixlen for c in chosen], dtype=np.int64)
+            # clear host bits of hand-made Cidr values: Cidr(4, 5, 24) means 0.0.0.0/24
+            width = MAX_PREFIX[family]
+            net_l = [c.network & ~((1 << (width - c.prefixlen)) - 1) for c in chosen]
+            if family == 4:
+                nets = np.array(net_l, dtype=np.int64)
             else:
-                chosen = [c for c in entries if c.family == family]
-                if not chosen:
-                    continue
-                pl = np.array([c.prefixlen for c in chosen], dtype=np.int64)
-                # clear host bits of hand-made Cidr values: Cidr(4, 5, 24) means 0.0.0.0/24
-                width = MAX_PREFIX[family]
-                net_l = [c.network & ~((1 << (width - c.prefixlen)) - 1) for c in chosen]
-                if family == 4:
-                    nets = np.array(net_l, dtype=np.int64)
-                else:
-                    nets = np.array([(n >> 64, n & _M64) for n in net_l], dtype=np.uint64)
+                nets = np.array([(n >> 64, n & _M64) for n in net_l], dtype=np.uint64)
             firsts.append(nets)
             plens.append(pl)
             tag_ix.append(np.full(pl.size, ti, dtype=np.int64))
         if not firsts:
-            return _Family([], [_NONE])
+            return _Family.empty(family)
         first = np.concatenate(firsts)
         plen = np.concatenate(plens)
         tag = np.concatenate(tag_ix)
-        width = 32 if family == 4 else 128
         if family == 4:
             s = first.astype(np.int64)
-            e = s + np.left_shift(np.int64(1), width - plen)
-            bounds_py: list[int] | None = None
+            e = s + np.left_shift(np.int64(1), 32 - plen)
             coords = None
         else:
-            host = width - plen
+            host = 128 - plen
             m_lo = np.where(
                 host >= 64,
                 np.uint64(_M64),
@@ -160,8 +242,8 @@ class ProvenanceIndex:
             m_hi = np.where(hb >= 64, np.uint64(_M64), m_hi).astype(np.uint64)
             last = np.stack((first[:, 0] | m_hi, first[:, 1] | m_lo), axis=1)
             coords, (s, e) = eng.V6Coordinates.build(eng.v6_to_halfopen(first, last))
-            bounds_py = None
-        cuts = np.unique(np.concatenate((s, e)))
+        both = np.sort(np.concatenate((s, e)))
+        cuts = both[np.concatenate(([True], both[1:] != both[:-1]))]
         seg_lo = np.searchsorted(cuts, s)
         seg_hi = np.searchsorted(cuts, e)
         span = seg_hi - seg_lo
@@ -177,40 +259,37 @@ class ProvenanceIndex:
         keep[1:] = (seg[1:] != seg[:-1]) | (etag[1:] != etag[:-1])
         seg = seg[keep]
         ent = ent[keep]
-        # Match objects per entry, reused across segments
-        cidr_list = self._cidrs(family, first, plen)
-        tags = self._tags
-        tag_l = tag.tolist()
-        matches = [Match(tags[t], c) for t, c in zip(tag_l, cidr_list, strict=True)]
-        results: list[tuple[Match, ...]] = [_NONE] * (cuts.size + 1)
-        seg_l = seg.tolist()
-        ent_l = ent.tolist()
-        i = 0
-        n = len(seg_l)
-        while i < n:
-            j = i + 1
-            sg = seg_l[i]
-            while j < n and seg_l[j] == sg:
-                j += 1
-            if j == i + 1:
-                results[sg + 1] = (matches[ent_l[i]],)
-            else:
-                results[sg + 1] = tuple(matches[k] for k in ent_l[i:j])
-            i = j
+        # results[k] answers bisect_right == k, i.e. segment k - 1; offsets index the pairs
+        counts = np.bincount(seg + 1, minlength=cuts.size + 1)
+        offsets = np.zeros(cuts.size + 2, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        results: list[tuple[Match, ...] | None] = [_NONE] * (cuts.size + 1)
+        for k in np.flatnonzero(counts).tolist():
+            results[k] = None
+        bounds: list[int] | Callable[[], list[int]]
         if coords is None:
-            bounds_py = cuts.tolist()
+            bounds = cuts.tolist()
         else:
-            vals, carry = coords.values(cuts)
-            bounds_py = [
-                (c << 128) | (h << 64) | lo
-                for (h, lo), c in zip(vals.tolist(), carry.tolist(), strict=True)
-            ]
-        return _Family(bounds_py, results)
+            v6 = coords
 
-    @staticmethod
-    def _cidrs(family: Family, first: npt.NDArray[Any], plen: npt.NDArray[np.int64]) -> list[Cidr]:
-        nets = first.tolist() if family == 4 else [h << 64 | lo for h, lo in first.tolist()]
-        return [Cidr(family, n, p) for n, p in zip(nets, plen.tolist(), strict=True)]
+            def bounds() -> list[int]:
+                vals, carry = v6.values(cuts)
+                return [
+                    (c << 128) | (h << 64) | lo
+                    for (h, lo), c in zip(vals.tolist(), carry.tolist(), strict=True)
+                ]
+
+        return _Family(
+            family,
+            bounds=bounds,
+            results=results,
+            offsets=offsets,
+            pairs=ent,
+            first=first,
+            plen=plen,
+            tag=tag,
+            tags=self._tags,
+        )
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -226,13 +305,19 @@ class ProvenanceIndex:
             family, value = parse_address(address)
             if family == 6:
                 return self._f6.get(value)
-        f4 = self._f4
-        return f4.results[bisect.bisect_right(f4.bounds, value)]
+        i = _bisect_right(self._b4, value)
+        got = self._r4[i]
+        if got is None:
+            return self._f4.materialise(i)
+        return got
 
     def lookup_v4(self, value: int) -> tuple[Match, ...]:
         """Matches for an IPv4 address given as an int."""
-        f4 = self._f4
-        return f4.results[bisect.bisect_right(f4.bounds, value)]
+        i = _bisect_right(self._b4, value)
+        got = self._r4[i]
+        if got is None:
+            return self._f4.materialise(i)
+        return got
 
     def lookup_v6(self, value: int) -> tuple[Match, ...]:
         """Matches for an IPv6 address given as an int."""
@@ -255,7 +340,7 @@ class ProvenanceIndex:
             np.asarray(f4.bounds, dtype=np.int64), np.asarray(values, dtype=np.int64), "right"
         )
         res = f4.results
-        return [res[p] for p in pos.tolist()]
+        return [res[p] if res[p] is not None else f4.materialise(p) for p in pos.tolist()]
 
     def tags_of(self, address: str) -> tuple[Hashable, ...]:
         """Just the tags that hold the address."""
@@ -264,4 +349,4 @@ class ProvenanceIndex:
     @property
     def segment_count(self) -> int:
         """Elementary segments per family, summed (a size measure for stats)."""
-        return len(self._f4.bounds) + len(self._f6.bounds)
+        return self._f4.segments() + self._f6.segments()

@@ -195,9 +195,9 @@ class CidrSet:
     def _split(self) -> tuple[Any, Any]:
         if self._cidrs is None:
             if self._family == 4:
-                self._cidrs = eng.split_v4(self._a, self._b)
+                self._cidrs = eng.split_v4(self._a, self._b)[:2]
             else:
-                self._cidrs = eng.split_v6(self._a, self._b)
+                self._cidrs = eng.split_v6(self._a, self._b)[:2]
         return self._cidrs
 
     def cidrs(self) -> list[Cidr]:
