@@ -27,6 +27,8 @@ Needs root (network namespaces). Everything made is recorded in a state file
 
 LAB_EPILOG = """\
 examples:
+  sudo egressguard lab run                the main job: examples/blog enforced and probed
+  sudo egressguard lab run --manifests examples/lab-tier/manifests -o json
   sudo egressguard lab up                 build the lab (namespaces eg-lab-*) and start servers
   sudo egressguard lab status             what is up, and whether the servers run
   sudo egressguard lab down               remove it all (idempotent)
@@ -126,6 +128,178 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     _common(down)
     down.set_defaults(handler=_down)
+
+    run = new_parser(
+        lab_sub,
+        "run",
+        help="enforce manifests in the lab, probe from the pods, compare with the evaluator",
+        description=RUN_DESCRIPTION,
+        epilog=RUN_EPILOG,
+    )
+    _common(run)
+    run.add_argument(
+        "--manifests",
+        "-f",
+        action="extend",
+        nargs="+",
+        metavar="PATH",
+        help="manifest files or directories to enforce (default: the bundled examples/blog)",
+    )
+    run.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the lab up after the run (explore it, then `lab down`); a failed or "
+        "interrupted run is removed all the same",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long a probe waits for its answer; a blocked one waits this long (default: 2)",
+    )
+    run.add_argument(
+        "--log-wait",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="longest wait for the kernel's log lines after the probes (default: 3)",
+    )
+    run.add_argument(
+        "--log-prefix",
+        default="calico-packet",
+        metavar="TEMPLATE",
+        help="Calico LogPrefix template the Log rules write and the run reads "
+        "(default: calico-packet)",
+    )
+    run.add_argument(
+        "--no-ipv6-coverage",
+        dest="ipv6_coverage",
+        action="store_false",
+        help="do not add an IPv6 address to the lab copy of an IPv4-only network set",
+    )
+    run.add_argument(
+        "--max-destinations",
+        type=int,
+        default=16,
+        metavar="N",
+        help="probe at most N listed addresses, evenly spread (default: 16)",
+    )
+    run.set_defaults(handler=_run)
+
+
+RUN_DESCRIPTION = """\
+Reproduce the reference scenario end to end and check it: build the lab (two pods behind
+cali* interfaces, a node, an "internet" with servers for TCP 80 and 443, UDP 53 and ICMP echo),
+copy the manifests with every public address moved into 203.0.113.0/24 (2001:db8:203:113::/64)
+and print that mapping, enforce them on the node with egressguard's nftables dataplane, send
+real TCP, UDP and ICMP probes from both pods to every listed address and to a control address,
+read the kernel's calico-packet lines from /dev/kmsg (net.netfilter.nf_log_all_netns is set to
+1 for the run and restored), and print every probe (expected by egressguard's evaluator on the
+enforced manifests vs observed) and the parsed log events. Nothing is sent to the original
+addresses: the lab only uses 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32.
+
+IPv6: when no network set holds an IPv6 entry (the reference scenario is IPv4-only), one IPv6
+address is added to the lab copy of the set, marked "added for IPv6 coverage"
+(--no-ipv6-coverage leaves it out). Public CIDRs larger than the lab's internet (IPv4 shorter
+than /24, IPv6 shorter than /64) are refused; private and special-purpose ranges are kept as
+written and not probed.
+
+Exit status 0 when every probe behaved as the evaluator predicts, verdict and logging; 1 when
+any differed (they are listed). A Log rule after its Deny is predicted "not logged" and
+matches; lint errors such as log-never-fires are printed but do not change the status. The
+lab is removed at the end (--keep leaves it up), and always on failure, Ctrl-C or SIGTERM.
+Needs root.
+"""
+
+RUN_EPILOG = """\
+examples:
+  sudo egressguard lab run
+  sudo egressguard lab run -o json | jq '.probes[] | select(.matched | not)'
+  sudo egressguard lab run --manifests examples/lab-tier/manifests
+  sudo egressguard lab run --keep && sudo egressguard lab status && sudo egressguard lab down
+"""
+
+
+def _bundled_blog() -> Path:
+    """examples/blog of this source tree (or of the working directory)."""
+    import egressguard
+
+    for candidate in (
+        Path(egressguard.__file__).resolve().parents[2] / "examples" / "blog",
+        Path("examples") / "blog",
+    ):
+        if candidate.is_dir():
+            return candidate
+    from egressguard.errors import UsageError
+
+    raise UsageError(
+        "the bundled examples/blog was not found",
+        hint="give the manifests with --manifests DIR (a source checkout has examples/blog)",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from egressguard import calico
+    from egressguard.app import lab as app
+    from egressguard.app import labrun
+    from egressguard.errors import UsageError
+
+    app.validate_prefix(args.prefix)
+    if not 0 < args.timeout <= 30 or not 0 <= args.log_wait <= 60:
+        raise UsageError("--timeout must be in (0, 30] and --log-wait in [0, 60] seconds")
+    if args.max_destinations < 1:
+        raise UsageError("--max-destinations must be at least 1")
+    paths = [Path(p) for p in args.manifests] if args.manifests else [_bundled_blog()]
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or directory")
+    options = labrun.RunOptions(
+        prefix=args.prefix,
+        state_dir=Path(args.state_dir),
+        keep=args.keep,
+        timeout=args.timeout,
+        log_wait=args.log_wait,
+        log_prefix=args.log_prefix,
+        ipv6_coverage=args.ipv6_coverage,
+        max_destinations=args.max_destinations,
+    )
+    ascii_only = not _can_encode(sys.stdout, "→✓✗…")
+    dots = "..." if ascii_only or not _can_encode(sys.stderr, "…") else "…"
+
+    def progress(message: str) -> None:
+        print(f"{message}{dots}", file=sys.stderr, flush=True)
+
+    progress(f"loading {', '.join(_shown(p) for p in paths)}")
+    manifests = calico.load_paths(paths)
+    prepared = labrun.prepare(manifests, options, sources=[_shown(p) for p in paths])
+    runner = _runner()
+    report = labrun.execute(prepared, options, runner=runner, progress=progress)
+    if args.output == "json":
+        emit_json(report.to_json())
+    else:
+        sys.stdout.write(labrun.render_text(report, ascii_only=ascii_only))
+    if report.teardown is not None:
+        print(_down_summary(report.teardown.to_json()), file=sys.stderr)
+        for err in report.teardown.errors:
+            print(f"error: {err}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _can_encode(stream: Any, text: str) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _runner() -> Any:
