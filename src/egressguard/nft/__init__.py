@@ -9,7 +9,8 @@ Modules (import them: ``from egressguard.nft import ir, render, diff``):
 * :mod:`~egressguard.nft.diff` - ``plan(current, new)``: unchanged, elements-only, or replace;
 * :mod:`~egressguard.nft.state` - our table read back from ``nft -j list table`` output;
 * :mod:`~egressguard.nft.parse` - reads the dialect ``render`` writes (for the fake kernel);
-* :mod:`~egressguard.nft.compile` - Calico resources and endpoints → ``ir.Table``.
+* :mod:`~egressguard.nft.compile` - Calico resources and endpoints → ``ir.Table``;
+* :mod:`~egressguard.nft.endpoints` - the endpoints file: the host and local workloads.
 
 Nothing here runs ``nft``: :mod:`egressguard.adapters.nftables` does.
 """
