@@ -67,7 +67,7 @@ for _i, _c in enumerate(b"ABCDEF"):
     _HEXVAL[_c] = 10 + _i
 _HEXVAL.setflags(write=False)
 
-_NL, _CR, _HASH, _SEMI, _DOT, _SLASH, _COLON = 10, 13, 35, 59, 46, 47, 58
+_NL, _CR, _HASH, _SEMI, _DOT, _SLASH, _COLON, _SPACE, _TAB = 10, 13, 35, 59, 46, 47, 58, 32, 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,9 @@ def _endpoint(token: str) -> tuple[Family, int, int, str | None]:
 def _mapped_note(family: Family, first: int, last: int) -> str | None:
     if family == 6 and first >= _MAPPED_FIRST and last <= _MAPPED_LAST:
         v4 = format_address(4, first & 0xFFFFFFFF)
-        return f"IPv4-mapped IPv6 address kept as IPv6 (to block the IPv4 address, write {v4})"
+        if last != first:
+            v4 = f"{v4}-{format_address(4, last & 0xFFFFFFFF)}"
+        return f"IPv4-mapped IPv6 address kept as IPv6 (to block IPv4, write {v4})"
     return None
 
 
@@ -419,13 +421,27 @@ def _parse_buffer(buf: bytes) -> tuple[_Collected, npt.NDArray[np.int64], npt.ND
     ev = np.flatnonzero(is_nl | (a == _DOT) | (a == _SLASH))
     nl_ev = np.flatnonzero(is_nl[ev])
     nl = ev[nl_ev]
-    starts = np.empty(nl.size, dtype=np.int64)
+    line_starts = np.empty(nl.size, dtype=np.int64)
     if nl.size:
-        starts[0] = 0
-        starts[1:] = nl[:-1] + 1
-    ends = nl.astype(np.int64)
-    cr = (ends > starts) & (a[ends - 1] == _CR)
-    ends = ends - cr
+        line_starts[0] = 0
+        line_starts[1:] = nl[:-1] + 1
+    line_ends = nl.astype(np.int64)
+    # content bounds: trailing blanks and CR, leading blanks off (a few rounds; the reference
+    # grammar strips whatever is left)
+    starts = line_starts
+    ends = line_ends
+    for _ in range(4):
+        last = a[ends - 1]
+        cut = (ends > starts) & ((last == _SPACE) | (last == _TAB) | (last == _CR))
+        if not cut.any():
+            break
+        ends = ends - cut
+    for _ in range(4):
+        head = a[starts]
+        cut = (ends > starts) & ((head == _SPACE) | (head == _TAB))
+        if not cut.any():
+            break
+        starts = starts + cut
     first = a[starts]
     pending = (ends > starts) & (first != _HASH) & (first != _SEMI)
     out = _Collected()
@@ -462,7 +478,7 @@ def _parse_buffer(buf: bytes) -> tuple[_Collected, npt.NDArray[np.int64], npt.ND
         m = (1 << 64) - 1
         out.v6_first.append(np.array([(x >> 64, x & m) for x in v6f], dtype=np.uint64))
         out.v6_last.append(np.array([(x >> 64, x & m) for x in v6l], dtype=np.uint64))
-    return out, starts, ends
+    return out, line_starts, line_ends
 
 
 def _note_reason(kind: str, text: str) -> str:

@@ -86,7 +86,9 @@ def test_ipv4_mapped_ipv6_stays_ipv6_with_a_note() -> None:
     assert result.v6.cidr_strings() == ["::ffff:c000:201/128"]
     assert len(result.notes) == 1
     assert "IPv4-mapped" in result.notes[0].reason
-    assert "192.0.2.1" in result.notes[0].reason
+    assert "write 192.0.2.1)" in result.notes[0].reason
+    whole = parse.parse("::ffff:0:0/96\n").notes[0].reason
+    assert "write 0.0.0.0-255.255.255.255)" in whole
 
 
 # -- rejected lines -----------------------------------------------------------------------------
