@@ -385,8 +385,11 @@ def rewrite_for_lab(
     )
     pools: dict[int, _Pool] = {4: _Pool(internet4), 6: _Pool(internet6)}
     for text in kept:
+        # A kept lab address must not end up holding a moved one (that would change what
+        # contains what); the whole address space holds everything either way.
         net = parsed[text]
-        pools[net.version].occupy(int(net.network_address), int(net.broadcast_address))
+        if net.prefixlen > 0:
+            pools[net.version].occupy(int(net.network_address), int(net.broadcast_address))
 
     # Outer blocks: public CIDRs not inside another public CIDR (CIDRs nest or are disjoint,
     # so a sweep in address order finds them).
@@ -1216,6 +1219,22 @@ def _clock(event: Event) -> str:
     return f"{event.uptime:.3f}" if event.uptime is not None else "-"
 
 
+def _flows(events: Sequence[Event]) -> list[tuple[Event, int]]:
+    """Events folded per connection attempt (same addresses, protocol, ports, ICMP id): the
+    first event of each with the number of lines, in the order of the first lines."""
+    first: dict[tuple[Any, ...], int] = {}
+    out: list[tuple[Event, int]] = []
+    for e in events:
+        key = (e.src, e.src_port, e.dst, e.proto, e.dst_port, e.icmp_type, e.icmp_id)
+        index = first.get(key)
+        if index is None:
+            first[key] = len(out)
+            out.append((e, 1))
+        else:
+            out[index] = (out[index][0], out[index][1] + 1)
+    return out
+
+
 def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
     """The run as tables for people: addresses, probes, events, notes and the summary."""
     arrow, ok_mark, bad_mark = ("->", "ok", "FAIL") if ascii_only else ("→", "✓", "✗")
@@ -1274,9 +1293,12 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
     out += ["  " + line for line in _rows(rows)]
     out.append("")
     if report.events:
-        out.append(f"kernel log events ({report.options.log_prefix} lines, parsed):")
-        rows = [("TIME", "PREFIX", "IN", "SRC POD", "SRC", "DST", "PROTO", "DPT", "SET")]
-        for e in report.events:
+        out.append(
+            f"kernel log events ({report.options.log_prefix} lines, parsed; a connection's "
+            "retries on one row):"
+        )
+        rows = [("TIME", "PREFIX", "IN", "SRC POD", "SRC", "DST", "PROTO", "DPT", "SET", "LINES")]
+        for e, count in _flows(report.events):
             dpt = (
                 str(e.dst_port)
                 if e.dst_port is not None
@@ -1293,6 +1315,7 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
                     e.proto or "-",
                     dpt,
                     report.event_set(e) or "-",
+                    str(count),
                 )
             )
         out += ["  " + line for line in _rows(rows)]
