@@ -246,6 +246,11 @@ def test_a_refused_shrink_applies_nothing_until_forced(env: Env) -> None:
     assert env.nets() == before
     assert "REFUSED shrink:" in err
     assert "hint: nothing was written; if this is intended, rerun with --force" in err
+    code, out, _ = env.run("status", "-c", str(env.config))
+    assert code == 0
+    assert "last build: REFUSED " in out
+    held_back = out.split("(nothing was applied)\n", 1)[1].splitlines()
+    assert any(line.startswith("  the IPv4 set would shrink by 87.5%") for line in held_back)
 
     code, _, err = env.apply("--force")
     assert code == 0, err

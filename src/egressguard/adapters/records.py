@@ -12,6 +12,9 @@ them:
     the last *attempt* to refresh each source (status, reason, time). A failed download leaves
     the stored copy untouched, so without this record ``status`` could not say that the last
     three attempts failed.
+``build``
+    the outcome of the last build (ok, forced, refused by a safety check, a source without any
+    copy) with its messages, so ``status`` can say that new data is being held back.
 
 Each record is one JSON file ``<root>/<name>.json``, replaced atomically (``state.atomic_write``:
 temp file, fsync, rename), so a crash leaves the old or the new record, never a mix. A record
@@ -42,7 +45,7 @@ def _check(name: str) -> None:
 
 
 class RecordStore(Protocol):
-    """Named JSON documents (``applied``, ``refresh``)."""
+    """Named JSON documents (``applied``, ``refresh``, ``build``)."""
 
     def read(self, name: str) -> dict[str, Any] | None:
         """The record, or None when it is missing or damaged."""

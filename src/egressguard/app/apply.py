@@ -6,7 +6,8 @@
             ─▶ "previous build" for the shrink guard                         previous_build
     config  ─▶ build (sources, subtraction, shards, policies, safety)        app.build
             ─▶ plan against the cluster, then execute (SSA, prune)            app.sync
-            ─▶ records: what was applied, how each source's refresh went      adapters.records
+            ─▶ records: what was applied, how each source's refresh and the
+                        build went                                              adapters.records
 
 Why the cluster is the previous build. The shrink guard of DESIGN §6 must protect what is
 *applied*, and only the cluster knows that: a laptop's last apply, another replica's, or a
@@ -33,7 +34,7 @@ import copy
 import difflib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -42,13 +43,16 @@ from egressguard.adapters.kube import CalicoApi, ClusterClient
 from egressguard.adapters.records import RecordStore
 from egressguard.app import build as build_mod
 from egressguard.app import sync
+from egressguard.app.build import BuildRefused
 from egressguard.app.config import BlocklistConfig, SourceConfig
 from egressguard.app.sources import SourceLoader, SourceResult, SourceSpec, Status
 from egressguard.cidr.sets import AddressSet
+from egressguard.errors import SourceError
 from egressguard.render.ownership import CONTENT_HASH_ANNOTATION, SOURCES_ANNOTATION
 
 __all__ = [
     "APPLIED_RECORD",
+    "BUILD_RECORD",
     "REFRESH_RECORD",
     "ApplyOutcome",
     "DryRun",
@@ -57,6 +61,7 @@ __all__ = [
     "applied_record",
     "apply",
     "diff_text",
+    "note_build",
     "note_refreshes",
     "previous_build",
     "read_live",
@@ -64,6 +69,7 @@ __all__ = [
 ]
 
 APPLIED_RECORD: Final = "applied"
+BUILD_RECORD: Final = "build"
 REFRESH_RECORD: Final = "refresh"
 _RECORD_KIND: Final = "AppliedRecord"
 
@@ -126,10 +132,12 @@ def note_refreshes(
     """
     doc = records.read(REFRESH_RECORD) or {}
     sources: dict[str, Any] = dict(doc.get("sources") or {})
+    changed = False
     for name, (result, at) in sorted(attempts.items()):
         entry = dict(sources.get(name) or {})
         if entry.get("attempted_at") == at:
             continue
+        changed = True
         ok = result.status in _OK_STATUSES
         entry.update(
             attempted_at=at,
@@ -142,8 +150,18 @@ def note_refreshes(
             entry["succeeded_at"] = at
         sources[name] = entry
     out = {"kind": "RefreshRecord", "sources": sources}
-    records.write(REFRESH_RECORD, out)
+    if changed or not doc:
+        records.write(REFRESH_RECORD, out)
     return out
+
+
+def note_build(records: RecordStore, result: str, at: float, messages: Sequence[str] = ()) -> None:
+    """Keep the outcome of the last build (``ok``, ``forced``, ``refused``, ``source-failed``)
+    in the ``build`` record, so ``status`` can say that a safety check holds data back."""
+    records.write(
+        BUILD_RECORD,
+        {"kind": "BuildRecord", "result": result, "at": at, "messages": list(messages)},
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,6 +367,19 @@ def apply(
     lap("read")
     try:
         built = build_mod.build(config, loader=loader, previous=previous, force=force)
+    except BuildRefused as refused:
+        if records is not None:
+            messages = [c.message for c in refused.result.violations]
+            note_build(records, "refused", clock(), messages)
+        raise
+    except SourceError as err:
+        if records is not None:
+            note_build(records, "source-failed", clock(), [err.message])
+        raise
+    else:
+        if records is not None:
+            messages = [c.message for c in built.violations]
+            note_build(records, "forced" if built.forced else "ok", clock(), messages)
     finally:
         if records is not None and isinstance(loader, TrackingLoader) and loader.last:
             note_refreshes(records, loader.last)

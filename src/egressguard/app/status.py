@@ -11,7 +11,9 @@ Three places know part of the answer, and the report says which fact came from w
   (``checked_at``: a 304 or identical bytes) — so the report can say whether the applied
   version is the newest copy this machine holds;
 * **the records** next to it: the last refresh *attempt* per source (a failed download leaves
-  the copy untouched, so only this record shows it) and the last apply from this machine.
+  the copy untouched, so only this record shows it), the last apply from this machine, and
+  the outcome of the last build (a build refused by a safety check applied nothing, and the
+  report says why: DESIGN §6 wants it said in logs, status and metrics).
 
 A controller in a pod has its own state directory; run ``status`` there (``kubectl exec``) for
 its view, or read its ``/metrics``. From a workstation the cluster facts are the same.
@@ -147,6 +149,7 @@ class StatusReport:
     objects: tuple[AppliedObject, ...]
     sources: tuple[SourceStatus, ...]
     applied_record: Mapping[str, Any] | None = None
+    build_record: Mapping[str, Any] | None = None
     now: float = 0.0
     notes: tuple[str, ...] = field(default=())
 
@@ -175,6 +178,7 @@ class StatusReport:
                 if record
                 else None
             ),
+            "lastBuild": dict(self.build_record) if self.build_record is not None else None,
             "notes": list(self.notes),
         }
 
@@ -264,6 +268,7 @@ def collect(
             )
     if objects and not versions:
         notes.append("the applied objects carry no source versions (not written by a build?)")
+    built = records.read(apply_mod.BUILD_RECORD) if records is not None else None
     record = records.read(apply_mod.APPLIED_RECORD) if records is not None else None
     if record is not None and record.get("blocklist") != blocklist:
         record = None
@@ -277,6 +282,7 @@ def collect(
         objects=objects,
         sources=tuple(sources),
         applied_record=record,
+        build_record=built,
         now=now,
         notes=tuple(notes),
     )
@@ -339,6 +345,13 @@ def format_text(report: StatusReport) -> str:
     if record is not None:
         who = f" by {record['identity']}" if record.get("identity") else ""
         lines.append(f"last apply from this machine: {_when(record.get('applied_at'), now)}{who}")
+    built = report.build_record
+    if built is not None and built.get("result") not in ("ok", None):
+        lines.append(
+            f"last build: {str(built['result']).upper()} {_when(built.get('at'), now)}"
+            + (" (nothing was applied)" if built["result"] != "forced" else "")
+        )
+        lines.extend(f"  {message}" for message in built.get("messages") or ())
     if report.objects:
         rows = [["KIND", "NAME", "ENTRIES", "RANGE", "CONTENT HASH"]]
         for o in report.objects:

@@ -117,15 +117,23 @@ def test_the_set_shrink_guard_compares_with_the_cluster_not_a_local_record(
     run(cfg, cluster, MemoryRecordStore())
     write_list(tmp_path / "big.txt", BIG[:10])
 
+    records = MemoryRecordStore()  # another machine: no applied record
     with pytest.raises(BuildRefused) as refused:
-        run(config(tmp_path), cluster, None)  # another machine: no record at all
+        run(config(tmp_path), cluster, records)
 
     messages = [c.message for c in refused.value.result.violations]
     assert any(m.startswith("the IPv4 set would shrink by") for m in messages)
+    built = records.read(apply_mod.BUILD_RECORD)
+    assert built is not None
+    assert built["result"] == "refused"
+    assert built["messages"] == messages
     assert len(cluster.objects("GlobalNetworkSet")[0]["spec"]["nets"]) == 124
 
-    forced = run(config(tmp_path), cluster, None, force=True)
+    forced = run(config(tmp_path), cluster, records, force=True)
     assert forced.ok
+    built = records.read(apply_mod.BUILD_RECORD)
+    assert built is not None
+    assert built["result"] == "forced"
     assert len(cluster.objects("GlobalNetworkSet")[0]["spec"]["nets"]) == 14
 
 
