@@ -323,17 +323,27 @@ class _Pool:
         self.network = network
         self.first = int(network.network_address)
         self.last = int(network.broadcast_address)
-        self.taken: list[tuple[int, int]] = []  # sorted, disjoint intervals
+        self.taken: list[tuple[int, int]] = []  # sorted, disjoint (merged on insertion)
 
     def occupy(self, first: int, last: int) -> None:
         first, last = max(first, self.first), min(last, self.last)
-        if first <= last:
-            bisect.insort(self.taken, (first, last))
+        if first > last:
+            return
+        keep = []
+        for lo, hi in self.taken:
+            if hi < first - 1 or lo > last + 1:
+                keep.append((lo, hi))
+            else:  # touching or overlapping: merge
+                first, last = min(first, lo), max(last, hi)
+        bisect.insort(keep, (first, last))
+        self.taken = keep
 
     def _overlap(self, first: int, last: int) -> tuple[int, int] | None:
-        for lo, hi in self.taken:
-            if lo <= last and first <= hi:
-                return lo, hi
+        """The last taken interval starting at or before ``last``, if it reaches ``first``
+        (intervals are disjoint, so no earlier one can overlap when it does not)."""
+        index = bisect.bisect_right(self.taken, (last, self.last + 1)) - 1
+        if index >= 0 and self.taken[index][1] >= first:
+            return self.taken[index]
         return None
 
     def is_free(self, first: int, last: int) -> bool:
@@ -394,11 +404,14 @@ def rewrite_for_lab(
     # Outer blocks: public CIDRs not inside another public CIDR (CIDRs nest or are disjoint,
     # so a sweep in address order finds them).
     outers: list[Network] = []
+    outer_of: dict[Network, Network] = {}
     for net in public:
         last = outers[-1] if outers else None
         if last is not None and last.version == net.version and net.subnet_of(last):  # type: ignore[arg-type]
+            outer_of[net] = last
             continue
         outers.append(net)
+        outer_of[net] = net
     too_large = [n for n in outers if n.prefixlen < pools[n.version].network.prefixlen]
     if too_large:
         named = [f"{n} ({seen[_text_of(parsed, n)][0]})" for n in too_large[:_ERROR_EXAMPLES]]
@@ -411,7 +424,7 @@ def rewrite_for_lab(
             "IPv6 of /64 or longer); try examples/lab-tier, or a build of your config with "
             "a small static source",
         )
-    blocks: list[_Block] = []
+    blocks: dict[Network, _Block] = {}
     for net in sorted(outers, key=lambda n: (n.version, n.prefixlen, int(n.network_address))):
         pool = pools[net.version]
         size = net.num_addresses
@@ -425,13 +438,7 @@ def rewrite_for_lab(
                 "internet; try a smaller example such as examples/lab-tier",
             )
         new = ipaddress.ip_network(f"{ipaddress.ip_address(start)}/{net.prefixlen}")
-        blocks.append(_Block(net, new))
-
-    def block_of(net: Network) -> _Block:
-        for block in blocks:
-            if block.old.version == net.version and net.subnet_of(block.old):  # type: ignore[arg-type]
-                return block
-        raise AssertionError(f"{net} has no block")  # every public CIDR is in an outer one
+        blocks[net] = _Block(net, new)
 
     lab_text: dict[str, str] = {}
     for text, net in parsed.items():
@@ -439,7 +446,7 @@ def rewrite_for_lab(
             lab_text[text] = text
             continue
         address = ipaddress.ip_address(text.strip().split("/")[0])
-        moved = block_of(net).translate(address)
+        moved = blocks[outer_of[net]].translate(address)
         lab_text[text] = f"{moved}/{text.split('/')[1].strip()}" if "/" in text else str(moved)
 
     resources = [_map_resource(r, lambda t, _w: lab_text[t]) for r in manifests.resources]
@@ -464,7 +471,7 @@ def rewrite_for_lab(
         mappings=tuple(mappings),
         internet4=internet4,
         internet6=internet6,
-        blocks=tuple(blocks),
+        blocks=tuple(blocks.values()),
         notes=tuple(notes),
     )
 
@@ -573,7 +580,7 @@ def _every_cidr(manifests: Manifests) -> list[Network]:
     return found
 
 
-def _spread(items: Sequence[Destination], limit: int) -> list[Destination]:
+def _spread(items: Sequence[Address], limit: int) -> list[Address]:
     """At most ``limit`` items, evenly spaced, first and last included."""
     if len(items) <= limit:
         return list(items)
@@ -610,18 +617,18 @@ def _destinations(
     added = {
         ipaddress.ip_network(m.lab, strict=False) for m in rewrite.mappings if m.action == "added"
     }
-    dests = [
+    chosen = _spread(ordered, max_destinations)
+    if len(chosen) < len(ordered):
+        notes.append(f"probing {len(chosen)} of {len(ordered)} listed destinations (evenly spread)")
+    picked = [
         Destination(
             str(a),
             "added" if any(a in n for n in added) else "listed",
             rewrite.original_of(str(a)),
             tuple(listed[a]),
         )
-        for a in ordered
+        for a in chosen
     ]
-    picked = _spread(dests, max_destinations)
-    if len(picked) < len(dests):
-        notes.append(f"probing {len(picked)} of {len(dests)} listed destinations (evenly spread)")
     every = [n for n in _every_cidr(rewrite.manifests) if n.prefixlen > 0]
     for family, net in internet.items():
         control = _control(net, [n for n in every if n.version == family])

@@ -244,6 +244,30 @@ def test_the_rewrite_keeps_structure_and_every_verdict(nets: list[str], seed: in
         assert (got.action, got.logged) == (want.action, want.logged), (lab_address, nets)
 
 
+def test_colliding_places_fall_back_to_free_blocks_never_onto_lab_entries() -> None:
+    # Three entries want .92 (their own last octet); a kept lab entry holds .92 already.
+    nets = ["217.160.0.92/32", "5.6.7.92/32", "88.1.2.92/32", "203.0.113.92/32", "203.0.113.0/30"]
+    rw = rewrite(scenario(nets), ipv6_coverage=False)
+    moved = lab_nets(rw)
+    lab = [ipaddress.ip_network(moved[n]) for n in nets]
+    assert moved["203.0.113.92/32"] == "203.0.113.92/32"
+    assert moved["203.0.113.0/30"] == "203.0.113.0/30"
+    for i, a in enumerate(lab):
+        for b in lab[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+
+
+def test_thousands_of_entries_are_rewritten() -> None:
+    """Sets with many small entries (an IPv6 feed) fit the lab's /64 and are handled in one
+    pass; their placement is distinct and inside the lab's internet."""
+    v6 = [f"2a01:238:{i:x}::{i:x}/128" for i in range(3000)]
+    v4 = [f"45.{i // 256}.{i % 256}.1/32" for i in range(200)]
+    rw = rewrite(scenario(v4 + v6), ipv6_coverage=False)
+    moved = [ipaddress.ip_network(m.lab) for m in rw.mappings if m.action == "mapped"]
+    assert len(moved) == len(set(moved)) == 3200
+    assert all(n.subnet_of(INTERNET4 if n.version == 4 else INTERNET6) for n in moved)  # type: ignore[arg-type]
+
+
 def test_the_rewrite_does_not_depend_on_the_order_of_entries() -> None:
     nets = ["217.160.0.92/32", "5.6.7.0/28", "5.6.7.4/30", "88.1.2.3/32", "217.160.223.1/32"]
     first = lab_nets(rewrite(scenario(nets)))
@@ -406,6 +430,12 @@ def test_text_report_has_the_tables_and_can_be_plain_ascii() -> None:
     assert doc["ok"] is False
     assert doc["summary"]["mismatched"] == 32
     assert {a["original"] for a in doc["addresses"]} >= {"217.160.0.92/32"}
+
+
+@pytest.mark.parametrize("module", [labrun, kmsgcursor])
+def test_exports_exist(module: object) -> None:
+    for name in module.__all__:  # type: ignore[attr-defined]
+        assert hasattr(module, name), name
 
 
 def test_lines_cursor_hands_out_its_records_once() -> None:
