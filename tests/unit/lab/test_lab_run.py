@@ -519,3 +519,26 @@ def test_lab_tier_example_shows_the_tier_design() -> None:
     assert verdicts[("payments/api", "control", "icmp", None, 6)] == ("Deny", False)
     # ... and pods no policy isolates keep their default allow.
     assert verdicts[("default/web", "control", "tcp", 80, 4)] == ("Allow", False)
+
+
+def test_docs_lab_md_lists_every_json_field() -> None:
+    """docs/lab.md's JSON table names exactly the report's keys, and its summary counts."""
+    prepared = labrun.prepare(calico.load_paths([BLOG]))
+    report = labrun.RunReport(prepared, labrun.RunOptions())
+    results = [ProbeResult(lp.probe, True, "ok", 0.1) for lp in prepared.probes]
+    report.outcomes, _ = labrun.compare(prepared.probes, prepared.verdicts, results, [])
+    doc = report.to_json()
+    text = (REPO / "docs" / "lab.md").read_text(encoding="utf-8")
+    table = text.split("## JSON output", 1)[1].split("\n## ", 1)[0]
+    documented: set[str] = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            cell = line.split("|")[1]
+            documented |= {part.strip(" `") for part in cell.split(",")}
+    assert documented == set(doc)
+    summary_row = next(line for line in table.splitlines() if line.startswith("| `summary`"))
+    for key in doc["summary"]:
+        assert f"`{key}`" in summary_row, key
+    probes_row = next(line for line in table.splitlines() if line.startswith("| `probes`"))
+    for key in doc["probes"][0]:
+        assert f"`{key}" in probes_row, key
