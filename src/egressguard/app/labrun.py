@@ -1094,51 +1094,73 @@ def execute(
     started = time.monotonic()
     report = RunReport(prepared, options)
     topology = prepared.topology
-    lab = labmod.lab_up(
-        topology,
-        runner=runner,
-        state_dir=Path(options.state_dir),
-        progress=lambda step: say(_PROGRESS.get(step, step)),
-    )
-    report.state_file = str(lab.state_file.path)
-    finished = False
-    try:
-        with labmod.interruptible():
-            report.sysctl_previous = lab.set_sysctl(None, SYSCTL_LOG_ALL_NETNS, "1")
-            sets, policies = prepared.set_count, prepared.policy_count
-            say(
-                f"enforcing {policies} polic{'y' if policies == 1 else 'ies'}, "
-                f"{sets} network set{'' if sets == 1 else 's'} in {topology.node_ns} "
-                "(nftables table inet egressguard)"
+    # SIGTERM acts like Ctrl-C from the first namespace to the last probe, so every way out
+    # goes through the teardown below (lab_up removes a half-built lab itself).
+    with labmod.interruptible():
+        lab = labmod.lab_up(
+            topology,
+            runner=runner,
+            state_dir=Path(options.state_dir),
+            progress=lambda step: say(_PROGRESS.get(step, step)),
+        )
+        report.state_file = str(lab.state_file.path)
+        finished = False
+        try:
+            _enforce_probe_read(
+                report,
+                lab,
+                runner=runner,
+                say=say,
+                cursor_factory=cursor_factory,
+                boot_time=boot_time,
             )
-            NftCli(topology.node_ns, runner=runner).apply(prepared.compiled.script())
-            dests = len(prepared.destinations)
-            say(
-                f"probing {dests} destinations from {len(topology.pods)} pods: "
-                f"{len(prepared.probes)} probes (tcp 443, tcp 80, udp 53, icmp echo)"
-            )
-            cursor = cursor_factory()
-            try:
-                results = lab.probe([lp.probe for lp in prepared.probes])
-                say("reading the kernel log (/dev/kmsg)")
-                _read_log(report, cursor, boot_time)
-            finally:
-                report.lost_records = cursor.lost
-                cursor.close()
-            report.sysctl_at_read = lab.ip.read_sysctl(None, SYSCTL_LOG_ALL_NETNS)
-            report.outcomes, report.stray_events = compare(
-                prepared.probes, prepared.verdicts, results, report.events
-            )
-        finished = True
-    finally:
-        if options.keep and finished:
-            report.kept = True
-        else:
-            with labmod.shielded():
-                say("removing the lab")
-                report.teardown = lab.down()
-        report.seconds = time.monotonic() - started
+            finished = True
+        finally:
+            if options.keep and finished:
+                report.kept = True
+            else:
+                with labmod.shielded():
+                    say("removing the lab")
+                    report.teardown = lab.down()
+            report.seconds = time.monotonic() - started
     return report
+
+
+def _enforce_probe_read(
+    report: RunReport,
+    lab: labmod.Lab,
+    *,
+    runner: NetnsRunner,
+    say: Callable[[str], None],
+    cursor_factory: Callable[[], kmsgcursor.KernelLogCursor],
+    boot_time: float | None,
+) -> None:
+    """Log switch, ruleset, probes, kernel lines, comparison: the run inside a built lab."""
+    prepared, topology = report.prepared, report.prepared.topology
+    report.sysctl_previous = lab.set_sysctl(None, SYSCTL_LOG_ALL_NETNS, "1")
+    sets, policies = prepared.set_count, prepared.policy_count
+    say(
+        f"enforcing {policies} polic{'y' if policies == 1 else 'ies'}, "
+        f"{sets} network set{'' if sets == 1 else 's'} in {topology.node_ns} "
+        "(nftables table inet egressguard)"
+    )
+    NftCli(topology.node_ns, runner=runner).apply(prepared.compiled.script())
+    say(
+        f"probing {len(prepared.destinations)} destinations from {len(topology.pods)} pods: "
+        f"{len(prepared.probes)} probes (tcp 443, tcp 80, udp 53, icmp echo)"
+    )
+    cursor = cursor_factory()
+    try:
+        results = lab.probe([lp.probe for lp in prepared.probes])
+        say("reading the kernel log (/dev/kmsg)")
+        _read_log(report, cursor, boot_time)
+    finally:
+        report.lost_records = cursor.lost
+        cursor.close()
+    report.sysctl_at_read = lab.ip.read_sysctl(None, SYSCTL_LOG_ALL_NETNS)
+    report.outcomes, report.stray_events = compare(
+        prepared.probes, prepared.verdicts, results, report.events
+    )
 
 
 def _read_log(
