@@ -10,6 +10,7 @@ Every process is killed in ``finally``; every wait is bounded; no duration is as
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -70,9 +71,10 @@ def http(url: str) -> tuple[int, str]:
 class Controller:
     """A controller process whose stderr (JSON lines) is collected by a thread."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "egressguard", "controller", *argv],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -237,6 +239,31 @@ def test_two_processes_elect_one_leader_and_sigterm_hands_over(
         docs = [json.loads(line) for line in proc.lines]  # every line is one JSON object
         assert docs
         assert all({"time", "level", "logger", "msg"} <= set(doc) for doc in docs)
+
+
+def test_the_deployment_contract_pod_name_and_namespace_from_the_environment(
+    cluster: tuple[KubeApi, Path], tmp_path: Path
+) -> None:
+    """deploy/controller passes only -c; identity and Lease namespace come from the
+    downward API (POD_NAME, POD_NAMESPACE)."""
+    api, config = cluster
+    env = {**os.environ, "POD_NAME": "egressguard-controller-7d9f-x1", "POD_NAMESPACE": "ops"}
+    controller = Controller(
+        [
+            "-c", str(config), "--kubeconfig", str(api.kubeconfig),
+            "--state-dir", str(tmp_path / "state"), "--listen", "127.0.0.1:0",
+        ],
+        env=env,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: http(controller.url + "/readyz")[0] == 200, "the first apply")
+        (obj,) = api.objects("leases", group="coordination.k8s.io").values()
+        assert obj["metadata"]["namespace"] == "ops"
+        assert obj["metadata"]["name"] == "egressguard-controller"
+        assert obj["spec"]["holderIdentity"] == "egressguard-controller-7d9f-x1"
+    finally:
+        controller.stop()
+    assert controller.proc.returncode == 0
 
 
 def test_a_bad_config_exits_1_with_located_problems(tmp_path: Path) -> None:

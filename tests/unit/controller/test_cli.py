@@ -87,3 +87,31 @@ def test_the_identity_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cluster._identity("given") == "given"
     monkeypatch.delenv("POD_NAME")
     assert cluster._identity(None).endswith(f"-{os.getpid()}")
+
+
+def test_the_deployment_runs_a_command_this_cli_accepts_with_matching_ports_and_paths() -> None:
+    import yaml
+
+    from egressguard.cli import build_parser
+
+    deployment = Path(__file__).resolve().parents[3] / "deploy" / "controller" / "deployment.yaml"
+    (container,) = yaml.safe_load(deployment.read_text())["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[0] == "egressguard"
+    args = build_parser().parse_args(command[1:])
+    assert args.handler is cluster._run_controller
+    host, port = cluster._listen_address(args.listen)
+    (http_port,) = container["ports"]
+    assert port == http_port["containerPort"]
+    assert host == "0.0.0.0"  # kubelet probes the pod IP
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = {
+        e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        for e in container["env"]
+    }
+    assert env["POD_NAME"] == "metadata.name"
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert cluster._POD_STATE_DIR in mounts  # the state directory is the writable volume
+    assert args.lease_name == "egressguard-controller"
