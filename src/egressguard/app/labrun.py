@@ -611,7 +611,7 @@ def _destinations(
         notes.append(
             f"{len(outside)} listed CIDR(s) outside the lab's internet are enforced but not "
             f"probed: {', '.join(sorted(outside)[:_ERROR_EXAMPLES])}"
-            + (" …" if len(outside) > _ERROR_EXAMPLES else "")
+            + (" ..." if len(outside) > _ERROR_EXAMPLES else "")
         )
     ordered = sorted(listed, key=lambda a: (a.version, int(a)))
     added = {

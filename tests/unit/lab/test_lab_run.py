@@ -244,6 +244,20 @@ def test_the_rewrite_keeps_structure_and_every_verdict(nets: list[str], seed: in
         assert (got.action, got.logged) == (want.action, want.logged), (lab_address, nets)
 
 
+def test_listed_entries_outside_the_lab_internet_are_enforced_and_said_not_probed() -> None:
+    nets = ["217.160.0.92/32", "10.1.2.0/24", "192.0.2.77/32", "169.254.169.254/32"]
+    prepared = labrun.prepare(scenario(nets))
+    note = next(n for n in prepared.notes if "not probed" in n)
+    # The scenario's exception rule (destination nets 192.0.2.99/32) is listed too.
+    assert note.startswith("4 listed CIDR(s) outside the lab's internet")
+    for entry in ("10.1.2.0/24", "192.0.2.77/32", "169.254.169.254/32", "192.0.2.99/32"):
+        assert entry in note
+    assert note.isascii()
+    probed = {d.address for d in prepared.destinations}
+    assert probed.isdisjoint({"10.1.2.1", "192.0.2.77", "169.254.169.254"})
+    assert "10.1.2.0/24" in prepared.compiled.script()
+
+
 def test_colliding_places_fall_back_to_free_blocks_never_onto_lab_entries() -> None:
     # Three entries want .92 (their own last octet); a kept lab entry holds .92 already.
     nets = ["217.160.0.92/32", "5.6.7.92/32", "88.1.2.92/32", "203.0.113.92/32", "203.0.113.0/30"]
