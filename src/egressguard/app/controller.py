@@ -210,7 +210,6 @@ class Controller:
         self._apply_failures = 0
         # metrics and probes
         self._loop_beat: float | None = None
-        self._loop_failed: str | None = None
         self._election_beat: float | None = None
         self._applied_once = False
         self._builds = dict.fromkeys(_BUILD_RESULTS, 0)
@@ -265,6 +264,7 @@ class Controller:
             result = SourceResult(
                 src.name, src.config.spec.kind, Status.FAILED, AddressSet(), reason=str(err)
             )
+            self.loader.last[src.name] = (result, self.clock())
         now = self.clock()
         with self._state_lock:
             before = src.status
