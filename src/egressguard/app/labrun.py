@@ -1389,4 +1389,6 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
         f"{s['expected_logged']} logged, {s['expected_allow']} allowed); "
         f"{s['events']} log events; {lint}"
     )
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    # Lint messages and compiler notes are not ours to keep ASCII: replace what is not.
+    return text.encode("ascii", "replace").decode() if ascii_only else text
