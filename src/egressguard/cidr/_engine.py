@@ -322,7 +322,8 @@ def _assemble(chars: list[npt.NDArray[np.uint8]], shown: list[Bools], n: int) ->
     for c, (ch, sh) in enumerate(zip(chars, shown, strict=True)):
         mat[:, c] = ch
         mask[:, c] = sh
-    return mat[mask].tobytes()
+    text: bytes = np.compress(mask.ravel(), mat.ravel()).tobytes()
+    return text
 
 
 def format_v4_lines(net: I64, plen: I64, *, bare_host: bool) -> bytes:
@@ -360,8 +361,8 @@ def _group_tables() -> tuple[U64, U64]:
     the separators are decided per row). Built once, 1 MiB."""
     if not _GROUP_TABLES:
         v = np.arange(1 << 16, dtype=np.uint64)
-        chars = np.full(v.size, ord(":") | (ord(":") << 8), dtype=np.uint64)
-        shown = np.zeros(v.size, dtype=np.uint64)
+        chars = np.full(v.size, ord(":") | (ord(":") << 8), dtype="<u8")
+        shown = np.zeros(v.size, dtype="<u8")
         for k in range(4):  # cell 2 + k holds the nibble 3 - k
             nib = (v >> np.uint64(4 * (3 - k))) & np.uint64(15)
             chars |= _HEX_CHARS[nib.astype(np.intp)].astype(np.uint64) << np.uint64(8 * (2 + k))
@@ -372,6 +373,15 @@ def _group_tables() -> tuple[U64, U64]:
 
 
 def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
+    """RFC 5952 text of IPv6 CIDRs as lines, in slices of rows (small work arrays)."""
+    step = 1 << 13
+    return b"".join(
+        _format_v6_slice(net[i : i + step], plen[i : i + step], bare_host=bare_host)
+        for i in range(0, int(net.shape[0]), step)
+    )
+
+
+def _format_v6_slice(net: U64, plen: I64, *, bare_host: bool) -> bytes:
     """RFC 5952 text of IPv6 CIDRs as newline-terminated lines, built as one character matrix.
 
     Each group contributes eight cells from a table (two ':' and four hex digits, two pad
@@ -395,15 +405,14 @@ def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
     best_len = np.where(best_len >= 2, best_len, 0).astype(np.int64)
     best_at = np.where(best_len > 0, best_end - best_len + 1, -1)
     run_end = best_at + best_len  # first group after the hidden run (8: the run ends the text)
-    g = np.arange(8)
+    g = np.arange(8, dtype=np.int64)
     has_run = (best_len > 0)[:, None]
     hidden = has_run & (best_at[:, None] <= g) & (g < run_end[:, None])
     after = has_run & (g == run_end[:, None])
-    cells = chars_t[groups]
-    shown = np.where(hidden, np.uint64(0), shown_t[groups])
-    shown |= ((g > 0) | after).astype(np.uint64)  # the first ':' (none before group 0)
-    shown |= (after & (g > 0)).astype(np.uint64) << np.uint64(8)  # the second ':' of '::'
-    shown = np.where(hidden, np.uint64(0), shown)
+    cells = chars_t[groups]  # (n, 8) little-endian uint64: 8 cells per group
+    sep = ((g > 0) | after).astype(np.uint64)  # the first ':' (none before group 0)
+    sep |= (after & (g > 0)).astype(np.uint64) << np.uint64(8)  # the second ':' of '::'
+    shown = (shown_t[groups] | sep) * (~hidden).astype(np.uint64)
     tail = (best_len > 0) & (run_end == 8)
     ones = np.ones(n, dtype=bool)
     with_prefix = plen != 128 if bare_host else ones
@@ -411,15 +420,13 @@ def format_v6_lines(net: U64, plen: I64, *, bare_host: bool) -> bytes:
     extra_c = [np.full(n, ord(":"), np.uint8)] * 2 + [np.full(n, ord("/"), np.uint8)] + digits
     extra_c.append(np.full(n, ord("\n"), np.uint8))
     extra_s = [tail, tail, with_prefix] + [x & with_prefix for x in digit_shown] + [ones]
-    le = "<u8"
-    mat = np.concatenate(
-        (cells.astype(le).view(np.uint8).reshape(n, 64), np.stack(extra_c, axis=1)), axis=1
-    )
-    mask = np.concatenate(
-        (shown.astype(le).view(np.uint8).reshape(n, 64).astype(bool), np.stack(extra_s, axis=1)),
-        axis=1,
-    )
-    text: bytes = mat[mask].tobytes()
+    mat = np.empty((n, 71), dtype=np.uint8)
+    mat[:, :64] = cells.view(np.uint8).reshape(n, 64)
+    mat[:, 64:] = np.stack(extra_c, axis=1)
+    mask = np.empty((n, 71), dtype=bool)
+    mask[:, :64] = shown.view(np.uint8).reshape(n, 64).view(bool)
+    mask[:, 64:] = np.stack(extra_s, axis=1)
+    text: bytes = np.compress(mask.ravel(), mat.ravel()).tobytes()  # much faster than mat[mask]
     return text
 
 

@@ -51,6 +51,7 @@ __all__ = ["ParseIssue", "ParseResult", "parse", "parse_line", "parse_many"]
 
 _WS: Final = " \t\r\n\v\f"
 _MAX_TEXT: Final = 200
+_CHUNK: Final = 1 << 15  # lines per slice of the IPv4 fast path
 _PAD: Final = b"\x00\x00\x00\x00"
 _BOM: Final = b"\xef\xbb\xbf"
 _MAPPED_FIRST: Final = 0xFFFF << 32  # ::ffff:0:0/96
@@ -221,19 +222,23 @@ def _fast_v4(
     starts: npt.NDArray[np.int64],
     ends: npt.NDArray[np.int64],
     *,
-    events: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    events: tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.int64], int],
     pending: npt.NDArray[np.bool_],
     out: _Collected,
+    line_base: int = 0,
 ) -> None:
     """Lines that are exactly D.D.D.D or D.D.D.D/D; marks the ones it took as done.
 
-    ``events`` are the offsets of every '.', '/' and newline in the buffer, and the index of
-    each line's newline among them: a line's separators are the events just before its newline,
-    so cutting lines into fields needs no search. A line qualifies when it has 3 dots (and maybe
-    one '/' last), every field is 1-3 (prefix 1-2) digits without a leading zero, octets <= 255
-    and the prefix <= 32. Anything else stays pending for the reference grammar.
+    ``events`` are the offsets of every '.', '/' and newline in the buffer, the index of each
+    of these lines' newline among them, and the index of the first event of the first line: a
+    line's separators are the events just before its newline, so cutting lines into fields needs
+    no search. The lines may be a slice of the buffer's lines starting at ``line_base``.
+
+    A line qualifies when it has 3 dots (and maybe one '/' last), every field is 1-3 (prefix
+    1-2) digits without a leading zero, octets <= 255 and the prefix <= 32. Anything else stays
+    pending for the reference grammar.
     """
-    ev, nl_ev = events
+    ev, nl_ev, first_event = events
     length = ends - starts
     li = np.flatnonzero(pending & (length >= 7) & (length <= 18))
     if li.size == 0:
@@ -243,7 +248,7 @@ def _fast_v4(
     k0 = np.empty(li.size, dtype=np.int64)  # index in ev of the line's first separator
     k0[:] = nl_ev[li - 1] + 1
     if li[0] == 0:
-        k0[0] = 0
+        k0[0] = first_event
     ns = nl_ev[li] - k0  # separators in the line
     keep = (ns == 3) | (ns == 4)
     if not keep.all():
@@ -251,22 +256,32 @@ def _fast_v4(
     n = li.size
     if n == 0:
         return
-    # field-major (rows are fields) so that every per-field operation is contiguous
+    # field-major (rows are fields) so that every per-field operation is contiguous; offsets in
+    # the narrowest type that holds them (less memory to fault in and to stream through)
+    pos = ev.dtype
     sep = ev[k0 + np.arange(4)[:, None]]  # (4, n); a 3-dot line's 4th is its newline
     has_p = ns == 4
-    fs = np.empty((5, n), dtype=np.int64)  # field starts
-    fe = np.empty((5, n), dtype=np.int64)  # field ends (exclusive)
+    fs = np.empty((5, n), dtype=pos)  # field starts
+    fe = np.empty((5, n), dtype=pos)  # field ends (exclusive)
     fs[0] = s
-    fs[1:] = sep + 1
+    np.add(sep, 1, out=fs[1:])
     fe[:3] = sep[:3]
     fe[3] = np.where(has_p, sep[3], e)
     fe[4] = e
     fs[4] = np.where(has_p, fs[4], e - 1)  # no prefix: a harmless 1-char field
     flen = (fe - fs).astype(np.int16)
-    d0 = (a[fs] - np.uint8(48)).astype(np.int16)
-    d1 = (a[fs + 1] - np.uint8(48)).astype(np.int16)
-    d2 = (a[fs + 2] - np.uint8(48)).astype(np.int16)
-    good = (d0 < 10) & ((flen < 2) | (d1 < 10)) & ((flen < 3) | (d2 < 10))
+    del fe
+    d0 = a[fs].astype(np.int16)
+    fs += 1
+    d1 = a[fs].astype(np.int16)
+    fs += 1
+    d2 = a[fs].astype(np.int16)
+    del fs
+    d0 -= 48
+    d1 -= 48
+    d2 -= 48
+    good = (d0 >= 0) & (d0 < 10) & ((flen < 2) | ((d1 >= 0) & (d1 < 10)))
+    good &= (flen < 3) | ((d2 >= 0) & (d2 < 10))
     good &= (flen >= 1) & (flen <= 3) & ((flen == 1) | (d0 != 0))
     val = np.where(flen == 1, d0, np.where(flen == 2, d0 * 10 + d1, d0 * 100 + d1 * 10 + d2))
     good[:4] &= val[:4] <= 255
@@ -295,7 +310,7 @@ def _fast_v4(
     out.entries += int(lines.size)
     host = np.flatnonzero(first != value)
     for i in host.tolist():
-        out.notes.append((int(lines[i]), "host bits"))
+        out.notes.append((line_base + int(lines[i]), "host bits"))
 
 
 def _low_mask(bits: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
@@ -308,16 +323,22 @@ def _fast_v6(
     a: npt.NDArray[np.uint8],
     starts: npt.NDArray[np.int64],
     ends: npt.NDArray[np.int64],
+    *,
+    hex_runs: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64]],
     pending: npt.NDArray[np.bool_],
     out: _Collected,
+    line_base: int = 0,
 ) -> None:
-    """Lines made only of hex groups, ':' / '::' and an optional decimal /prefix."""
+    """Lines made only of hex groups, ':' / '::' and an optional decimal /prefix.
+
+    ``hex_runs`` are the hex value of every byte and the start and end of every run of hex
+    digits in the buffer; the lines may be a slice of the buffer's lines from ``line_base``.
+    """
     length = ends - starts
     li = np.flatnonzero(pending & (length >= 2) & (length <= 43))
     if li.size == 0:
         return
-    hv = _HEXVAL[a]
-    rs, re_ = _runs(hv < 16)
+    hv, rs, re_ = hex_runs
     s = starts[li]
     e = ends[li]
     k0 = np.searchsorted(rs, s)
@@ -403,10 +424,10 @@ def _fast_v6(
     out.entries += int(take.size)
     host = np.flatnonzero((f_hi != hi) | (f_lo != lo))
     for i in host.tolist():
-        out.notes.append((int(lines[i]), "host bits"))
+        out.notes.append((line_base + int(lines[i]), "host bits"))
     mapped = (f_hi == 0) & ((f_lo >> np.uint64(32)) == np.uint64(0xFFFF)) & (prefix >= 96)
     for i in np.flatnonzero(mapped).tolist():
-        out.notes.append((int(lines[i]), "mapped"))
+        out.notes.append((line_base + int(lines[i]), "mapped"))
 
 
 def _line_text(buf: bytes, start: int, end: int) -> str:
@@ -418,8 +439,15 @@ def _line_text(buf: bytes, start: int, end: int) -> str:
 def _parse_buffer(buf: bytes) -> tuple[_Collected, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     a = np.frombuffer(buf, dtype=np.uint8)
     is_nl = a == _NL
-    ev = np.flatnonzero(is_nl | (a == _DOT) | (a == _SLASH))
+    mark = a == _DOT
+    mark |= a == _SLASH
+    mark |= is_nl
+    ev = np.flatnonzero(mark)
+    del mark
+    if a.size < 2**31:
+        ev = ev.astype(np.int32)
     nl_ev = np.flatnonzero(is_nl[ev])
+    del is_nl
     nl = ev[nl_ev]
     line_starts = np.empty(nl.size, dtype=np.int64)
     if nl.size:
@@ -445,9 +473,33 @@ def _parse_buffer(buf: bytes) -> tuple[_Collected, npt.NDArray[np.int64], npt.ND
     first = a[starts]
     pending = (ends > starts) & (first != _HASH) & (first != _SEMI)
     out = _Collected()
-    _fast_v4(a, starts, ends, events=(ev, nl_ev), pending=pending, out=out)
+    # in slices of lines: the per-line work arrays stay small (in cache, few page faults)
+    for lo in range(0, int(nl.size), _CHUNK):
+        hi = min(lo + _CHUNK, int(nl.size))
+        _fast_v4(
+            a,
+            starts[lo:hi],
+            ends[lo:hi],
+            events=(ev, nl_ev[lo:hi], int(nl_ev[lo - 1]) + 1 if lo else 0),
+            pending=pending[lo:hi],
+            out=out,
+            line_base=lo,
+        )
     if np.count_nonzero(pending) >= 16:
-        _fast_v6(a, starts, ends, pending, out)
+        hv = _HEXVAL[a]
+        rs, re_ = _runs(hv < 16)
+        for lo in range(0, int(nl.size), _CHUNK // 4):
+            hi = min(lo + _CHUNK // 4, int(nl.size))
+            if pending[lo:hi].any():
+                _fast_v6(
+                    a,
+                    starts[lo:hi],
+                    ends[lo:hi],
+                    hex_runs=(hv, rs, re_),
+                    pending=pending[lo:hi],
+                    out=out,
+                    line_base=lo,
+                )
     v4f: list[int] = []
     v4l: list[int] = []
     v6f: list[int] = []
