@@ -250,3 +250,25 @@ def test_firehol_level1_keeps_the_private_ranges_it_lists(data_dir: Path) -> Non
     assert result.issues == ()
     for private in ("0.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3"):
         assert private in result.v4
+
+
+def test_line_numbers_stay_exact_across_the_slices_of_a_large_input() -> None:
+    # the fast paths work in slices of lines (32768 for IPv4, 8192 for IPv6); notes and issues
+    # found in later slices must still name their own line
+    v4 = [f"10.{i >> 8 & 255}.{i & 255}.0/24" for i in range(70000)]
+    v6 = [f"2001:db8:{i:x}::/48" for i in range(20000)]
+    lines = v4 + v6
+    lines[40000] = "10.1.2.3/16"  # host bits, second IPv4 slice
+    lines[69999] = "10.999.0.0/24"  # bad, third IPv4 slice
+    lines[70000 + 17000] = "2001:db8:1::1/48"  # host bits, third IPv6 slice
+    lines[70000 + 19999] = "2001:db8::g/48"  # bad, last IPv6 slice
+    result = parse.parse("\n".join(lines), source="big")
+    assert [(i.line, i.text) for i in result.issues] == [
+        (70000, "10.999.0.0/24"),
+        (90000, "2001:db8::g/48"),
+    ]
+    assert [(n.line, n.text) for n in result.notes] == [
+        (40001, "10.1.2.3/16"),
+        (87001, "2001:db8:1::1/48"),
+    ]
+    assert result.entries == 90000 - 2
