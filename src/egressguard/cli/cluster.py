@@ -135,12 +135,11 @@ examples:
   egressguard apply -c blocklist.yaml --context aks-prod -o json | jq .summary
   egressguard apply -c blocklist.yaml --force                     # accept a refused shrink
 
-output:
+output (the build summary goes to stderr first, as for build):
   Tier/egressguard unchanged
-  GlobalNetworkSet/egress-blocklist-v4-0-1 configured
-  GlobalNetworkSet/egress-blocklist-v4-128-1 unchanged
+  GlobalNetworkSet/egress-blocklist-v4 configured
   GlobalNetworkPolicy/egressguard.egress-blocklist configured
-  applied: 2 written, 2 unchanged (projectcalico.org/v3)"""
+  applied: 2 written, 1 unchanged (projectcalico.org/v3)"""
 
 
 def _register_apply(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -303,16 +302,17 @@ examples:
   egressguard status -c blocklist.yaml -o json | jq '.sources[] | {name, current, lastRefresh}'
 
 output:
-  blocklist egress-blocklist: 3 objects applied (projectcalico.org/v3); IPv4 1,406 CIDRs, ...
-  last apply from this machine: 2026-01-02T10:00:00Z (5m ago) by laptop-4242
+  blocklist egress-blocklist: 3 objects applied (projectcalico.org/v3); IPv4 3,347 CIDRs, ...
+  last apply from this machine: 2026-11-27T18:27:22Z (1s ago) by root@vm
 
   KIND                 NAME                          ENTRIES  RANGE      CONTENT HASH
-  Tier                 egressguard                   -        -          sha256:2f6c0a1b9e3d
-  GlobalNetworkSet     egress-blocklist-v4           1,406    0.0.0.0/0  sha256:9a1c44d0e2b7
-  GlobalNetworkPolicy  egressguard.egress-blocklist  -        -          sha256:0b7e1f5a6c3d
+  Tier                 egressguard                   -        -          sha256:d4258e327df1
+  GlobalNetworkSet     egress-blocklist-v4           3,347    0.0.0.0/0  sha256:3bf4535b3c57
+  GlobalNetworkPolicy  egressguard.egress-blocklist  -        -          sha256:a82328612b83
 
-  SOURCE         APPLIED VERSION                    CURRENT  LAST REFRESH            LAST ATTEMPT
-  spamhaus-drop  sha256:6f1e2d3c4b5a (2025-04-15)   yes      2026-01-02T10:00:00Z    fresh ..."""
+  SOURCE          APPLIED VERSION                                  CURRENT  LAST REFRESH  ...
+  firehol-level1  sha256:1b894ee5e7b5 (2022-01-24T00:51:32+00:00)  yes      2026-11-27T18:...
+  spamhaus-drop   sha256:8ae06516c72f (2025-04-15T02:07:54+00:00)  yes      2026-11-27T18:..."""
 
 
 def _register_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
