@@ -18,6 +18,12 @@ has: the ``applied`` record of this machine keeps the lock of its last successfu
 it is used only when the cluster still holds exactly the objects (names and content hashes)
 that apply wrote. Otherwise the per-source check is skipped and the set-level check remains.
 
+Failed sources never shrink what is applied. A failed download falls back to the last good
+copy (``app.sources``) and a source that never loaded stops the build — unless the config
+marks it ``optional``. An optional source can still have data in the cluster that another
+machine or replica applied; if it fails here with no copy, applying would drop that data, so
+``apply`` refuses (``SourceError``) unless forced.
+
 Why the build's own ``changes`` are not shown. They compare output files; here the plan
 compares with the live objects and is what is written (``create``/``update``/``prune``,
 ``unchanged`` costs no request).
@@ -255,6 +261,24 @@ def previous_build(
     return build_mod.PreviousBuild(files=files, lock=lock)
 
 
+def _refuse_dropping_applied_sources(built: build_mod.BuildResult, live: LiveState) -> None:
+    """An optional source that failed without any copy here contributes nothing to the build;
+    if the cluster holds data from it (another machine or replica had a copy), applying would
+    drop that data because of a failed download. Refuse, as a source that never loaded does."""
+    applied = {str(v.get("name")): v for v in live.source_versions() or () if not v.get("missing")}
+    lost = [o.name for o in built.sources if o.result.status is Status.FAILED and o.name in applied]
+    if lost:
+        reasons = "; ".join(
+            f"{o.name}: {o.result.reason or 'failed'}" for o in built.sources if o.name in lost
+        )
+        raise SourceError(
+            f"{', '.join(lost)} failed with no copy in this state directory, but the cluster "
+            f"holds data from {'them' if len(lost) > 1 else 'it'}; applying would drop that "
+            f"data ({reasons})",
+            hint="fix the source or wait for it to recover; --force applies without it",
+        )
+
+
 def applied_record(
     result: build_mod.BuildResult, plan: sync.Plan, *, at: float, identity: str | None
 ) -> dict[str, Any]:
@@ -367,6 +391,8 @@ def apply(
     lap("read")
     try:
         built = build_mod.build(config, loader=loader, previous=previous, force=force)
+        if not force:
+            _refuse_dropping_applied_sources(built, live)
     except BuildRefused as refused:
         if records is not None:
             messages = [c.message for c in refused.result.violations]

@@ -20,7 +20,7 @@ from egressguard.app.build import BuildRefused
 from egressguard.app.config import BlocklistConfig, parse_config
 from egressguard.app.sources import SourceResult, Status
 from egressguard.cidr.sets import AddressSet
-from egressguard.errors import KubeError
+from egressguard.errors import KubeError, SourceError
 
 SOURCES = """
 - {name: big, file: big.txt, format: plain}
@@ -258,3 +258,31 @@ def test_tracking_loader_reuses_results_only_when_asked(tmp_path: Path) -> None:
     tracker.reuse = False
     assert tracker.load(spec).addresses.v4.cidr_count == 3
     assert tracker.last["big"][1] == clock.t
+
+
+def test_an_optional_source_that_failed_without_a_copy_does_not_drop_applied_data(
+    tmp_path: Path,
+) -> None:
+    write_list(tmp_path / "big.txt", BIG)
+    write_list(tmp_path / "small.txt", SMALL)
+    text = blocklist(
+        """
+- {name: big, file: big.txt, format: plain}
+- {name: small, file: small.txt, format: plain, optional: true}
+"""
+    )
+    cfg = parse_config(text, "b.yaml", base_dir=str(tmp_path))
+    cluster = FakeCluster()
+    run(cfg, cluster, None)
+    (tmp_path / "small.txt").unlink()  # and a new machine: no last good copy anywhere here
+    mark = len(cluster.requests)
+
+    with pytest.raises(SourceError, match="small failed with no copy") as failed:
+        run(cfg, cluster, MemoryRecordStore())
+    assert failed.value.hint is not None
+    assert "--force" in failed.value.hint
+    assert [r for r in cluster.requests[mark:] if r.is_write] == []
+    assert "192.0.2.0/28" in cluster.objects("GlobalNetworkSet")[0]["spec"]["nets"]
+
+    assert run(cfg, cluster, None, force=True).ok
+    assert "192.0.2.0/28" not in cluster.objects("GlobalNetworkSet")[0]["spec"]["nets"]
