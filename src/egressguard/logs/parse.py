@@ -1,18 +1,24 @@
-"""Kernel log lines → ``Event`` / ``Issue``: the two layers joined, with a fast path.
+r"""Kernel log lines → ``Event`` / ``Issue``: the two layers joined, with a fast path.
 
 ``LogParser.parse(line, line_no)`` returns an ``Event``, an ``Issue`` (the line looked like a
 packet log but is not acceptable) or ``None`` (not a packet log at all, e.g. an sshd line in
 /var/log/syslog, or an event filtered out by ``prefix``). Nothing raises on any input.
 
 Speed: the reference shape (rsyslog ISO wrapper, optional dmesg stamp, Calico prefix, IPv4
-TCP/UDP/ICMP-echo payload without options) is matched by one anchored regular expression that
-validates everything the general path validates (dotted quads and port ranges by the pattern,
-TOS/PREC/RES masks, TCP flag order and the calendar day by cached checks), and the event tuple
-is built directly from its groups; after any other wrapper, the payload part of that expression
-is tried on the message. Every other line, and any line the fast path has a doubt about, takes
-the general two-layer path (``wrapper.unwrap`` + ``payload.parse_fields``). Property tests
-check that both paths agree. bench/logs.py measures it: the validating match alone runs at
-about two thirds of a naive unvalidated regex, building the 81-field typed event halves that.
+TCP/UDP/ICMP-echo payload without options) is cut into fields by one anchored regular expression
+built from the cheapest constructs the regex engine has (``\S+``, ``\d+``, literals; character
+classes with ranges and per-octet alternations cost more than the rest of the line). Each field
+is then validated exactly as the general path would, mostly by one dict lookup: the texts that
+repeat on a node (prefix + interfaces + MAC, LEN/TOS/PREC/TTL, the TCP tail, ICMP type/code,
+destinations) are checked once with exact expressions and remembered (bounded caches), numbers
+are range-checked where they are converted. The event is one tuple display of those cached
+slices and the per-line values. ``parse_lines`` inlines that for all three protocols; ``parse``
+goes through a small general builder; after any other wrapper the payload part of the
+expression is tried on the message. Every other line, and any line the fast path has a doubt
+about, takes the general two-layer path (``wrapper.unwrap`` + ``payload.parse_fields``); tests
+and properties check that both paths agree. ``bench/logs.py`` measures it: the match alone runs
+at the speed of a naive unvalidated regex; building the 77-field typed event (and the float of
+the uptime) costs about half of that again, the validation lookups the rest.
 """
 
 from __future__ import annotations
@@ -33,61 +39,159 @@ __all__ = ["LogParser", "ParseStats", "parse_line", "parse_lines", "prefix_match
 #: Longest line considered at all (journald JSON records are a few KiB; kernel records < 1 KiB).
 MAX_LINE = 65536
 
-_U8 = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_U8N = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IP4 = rf"({_U8N}\.{_U8N}\.{_U8N}\.{_U8N})"
-# 0-65535 exactly, so the fast path needs no range check in Python
-_U16 = r"([1-5]\d{4}|[1-9]\d{0,3}|0|6(?:553[0-5]|55[0-2]\d|5[0-4]\d\d|[0-4]\d{3}))"
+# A number as the kernel prints it (%u: no sign, no leading zero), at most five digits; the
+# range (0-65535) is checked in Python, where the int is made anyway.
+_N16 = r"([1-9]\d{0,4}|0)"
 
-# The common payload: Calico-charset prefix, IPv4, TCP / UDP / ICMP echo, nothing optional but
-# MAC, the IP flags and MARK. Group numbers (1-based, relative) are used by LogParser._build.
+# The common payload: IPv4, TCP / UDP / ICMP echo, nothing optional but MAC, the IP flags and
+# MARK. The expression only finds the fields, with the cheapest constructs the regex engine
+# has (\S+, \d+, literals): character classes with ranges and alternations per octet cost more
+# than the whole rest of the line. Everything a group holds is then validated exactly in Python,
+# through caches of texts already seen valid (a node logs few distinct link headers,
+# TOS/TTL combinations, TCP tails and destinations), so each check is one dict lookup:
+#   1 prefix + IN/OUT/MAC    -> _LINK (prefix charset and length, interface names, MAC shape)
+#   2 3 SRC DST              -> _V4 (dotted quads, 0-255 without leading zeros)
+#   4 LEN TOS PREC TTL       -> _L3 (LEN as the general path reads it, the kernel's masks, u8)
+#   5 ID, 7 SPT, 9-11, 13 14 -> int() and <= 65535 (the pattern excludes leading zeros)
+#   6 IP flags               -> _IP_CHUNKS (CE DF MF in this order)
+#   8 TCP tail               -> _TCP_TAILS (DPT WINDOW RES flags URGP: ranges, mask, order)
+#   12 ICMP TYPE CODE        -> _ICMP_TC
+#   15 MARK                  -> %x without leading zeros, by the pattern
 _PAYLOAD = (
-    r"([A-Za-z0-9%:/_. -]{0,127})"  # 1 prefix (Calico's charset, plus '.')
-    r"IN=([^\s/:]{0,15}) OUT=([^\s/:]{0,15}) "  # 2 3
-    r"(?:MAC=([0-9a-f:]{41}) )?"  # 4 a full Ethernet header (colons checked in _build)
-    rf"SRC={_IP4} DST={_IP4} LEN=(0|[1-9]\d{{0,8}}) "  # 5 6 7 (longer LEN: slow path)
-    r"TOS=0x([01][02468ACE]) PREC=0x([02468ACE]0) "  # 8 9 (the kernel's masks)
-    rf"TTL={_U8} ID={_U16} ((?:CE )?(?:DF )?(?:MF )?)"  # 10 11 12
-    r"PROTO=(?:"
-    rf"TCP SPT={_U16} DPT={_U16} WINDOW={_U16} RES=0x([0-3][048c]) "  # 13 14 15 16
-    r"((?:[A-Z]{2,3} )*)"  # 17 TCP flags (order checked in _build, once per combination)
-    rf"URGP={_U16}"  # 18
-    rf"|UDP SPT={_U16} DPT={_U16} LEN={_U16}"  # 19 20 21
-    rf"|ICMP TYPE=([08]) CODE={_U8} ID={_U16} SEQ={_U16})"  # 22 23 24 25
-    r"(?: MARK=0x([1-9a-f][0-9a-f]{0,7}))? ?\n?\Z"  # 26
+    r"(.{0,127}?IN=\S* OUT=\S* (?:MAC=\S* )?)"  # 1
+    r"SRC=(\S+) DST=(\S+) "  # 2 3
+    r"LEN=(\d+ TOS=0x\S\S PREC=0x\S\S TTL=\d+) "  # 4
+    rf"ID={_N16} ([CDFME ]*)PROTO=(?:"  # 5 6
+    rf"TCP SPT={_N16} (DPT=\d+ WINDOW=\d+ RES=0x\S\S [A-Z ]*URGP=\d+)"  # 7 8
+    rf"|UDP SPT={_N16} DPT={_N16} LEN={_N16}"  # 9 10 11
+    rf"|ICMP (TYPE=[08] CODE=\d+) ID={_N16} SEQ={_N16})"  # 12 13 14
+    r"(?: MARK=0x([1-9a-f][0-9a-f]{0,7}))? ?\n?\Z"  # 15
 )
 _FAST_MESSAGE = re.compile(_PAYLOAD)
 # rsyslog's high-precision format around it: time (1), date (2), host (3), uptime (4).
-_FAST_LINE = re.compile(rf"({ISO_TIME}) ([^\s:]+) kernel: (?:\[ *(\d+\.\d+)\] )?" + _PAYLOAD)
-_HEX2 = {f"{i:02X}": i for i in range(256)} | {f"{i:02x}": i for i in range(256)}
+_ISO = ISO_TIME.replace("(?P<date>", "(")
+_FAST_LINE = re.compile(rf"({_ISO}) (\S+) kernel: (?:\[ *(\d+\.\d+)\] )?" + _PAYLOAD)
 
-_IP_FLAG_WORDS: dict[str, tuple[str, ...]] = {}
-for _ce in ("", "CE "):
-    for _df in ("", "DF "):
-        for _mf in ("", "MF "):
-            _IP_FLAG_WORDS[_ce + _df + _mf] = tuple((_ce + _df + _mf).split())
-_TCP_FLAG_WORDS: dict[str, tuple[str, ...]] = {}
+# The exact forms, applied once per distinct text (cache misses).
+_U8 = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_U16 = r"([1-9]\d{0,4}|0)"
+_LINK_RE = re.compile(
+    r"([A-Za-z0-9%:/_. -]{0,127})IN=([^\s/:]{0,15}) OUT=([^\s/:]{0,15}) "
+    r"(?:MAC=([0-9a-f]{2}(?::[0-9a-f]{2}){13}) )?\Z"
+)
+_L3_RE = re.compile(rf"(0|[1-9]\d{{0,8}}) TOS=0x([01][02468ACE]) PREC=0x([02468ACE]0) TTL={_U8}\Z")
+_TCP_TAIL_RE = re.compile(
+    rf"DPT={_U16} WINDOW={_U16} RES=0x([0-3][048c]) ((?:[A-Z]{{2,3}} )*)URGP={_U16}\Z"
+)
+_ICMP_TC_RE = re.compile(rf"TYPE=([08]) CODE={_U8}\Z")
+_HEX2 = {f"{i:02X}": i for i in range(256)} | {f"{i:02x}": i for i in range(256)}
 _TCP_FLAG_ORDER = {flag: i for i, flag in enumerate(_payload.TCP_FLAGS)}
-_COLONS = ":" * 13
-#: MAC= text -> (destination, source, ethertype); a node has few distinct link headers.
-_MACS: dict[str, tuple[str, str, int]] = {}
+#: Entries each cache may hold before it starts over (a node has far fewer distinct texts).
+_CACHE_LIMIT = 4096
+_V4_LIMIT = 1 << 16
+
+#: Dotted quads seen valid.
+_V4: dict[str, bool] = {}
+#: "60 TOS=0x00 PREC=0x00 TTL=63" -> (length, tos, prec, ttl)
+_L3: dict[str, tuple[int, int, int, int] | None] = {}
+#: "DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0" -> Event fields dst_port .. repeat_count
+_TCP_TAILS: dict[str, tuple[Any, ...] | None] = {}
+#: "TYPE=8 CODE=0" -> (type, code)
+_ICMP_TC: dict[str, tuple[int, int] | None] = {}
+
+
+def _v4_ok(text: str) -> bool:
+    """Is ``text`` a dotted quad (remembered when it is)?"""
+    if _payload.V4_RE.match(text) is None:
+        return False
+    if len(_V4) >= _V4_LIMIT:
+        _V4.clear()
+    _V4[text] = True
+    return True
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _l3(text: str) -> tuple[int, int, int, int] | None:
+    m = _L3_RE.match(text)
+    value = None
+    if m is not None:
+        length, tos, prec, ttl = m.groups()
+        value = (int(length), _HEX2[tos], _HEX2[prec], int(ttl))
+    return _remember(_L3, text, value)  # type: ignore[no-any-return]
 
 
 def _tcp_flags(words: str) -> tuple[str, ...] | None:
-    """The flags of ``"ACK SYN "``, or ``None`` unless they are known and in the kernel's order;
-    valid combinations (at most 2**9) are cached."""
+    """The flags of ``"ACK SYN "``, or ``None`` unless they are known and in the kernel's order."""
     flags = tuple(words.split())
     ranks = [_TCP_FLAG_ORDER.get(flag, -1) for flag in flags]
     if -1 in ranks or ranks != sorted(set(ranks)):
         return None
-    _TCP_FLAG_WORDS[words] = flags
     return flags
 
 
-_IX = {name: i for i, name in enumerate(Event._fields)}
-_TEMPLATE: list[Any] = list(Event())
+def _tcp_tail(text: str) -> tuple[Any, ...] | None:
+    m = _TCP_TAIL_RE.match(text)
+    value = None
+    if m is not None:
+        dpt, window, res, words, urgp = m.groups()
+        numbers = (int(dpt), int(window), int(urgp))
+        flags = _tcp_flags(words)
+        if flags is not None and max(numbers) <= 0xFFFF:
+            value = (numbers[0], None, None, numbers[1], _HEX2[res], flags, numbers[2], *_TCP_END)
+    return _remember(_TCP_TAILS, text, value)  # type: ignore[no-any-return]
+
+
+def _icmp_tc(text: str) -> tuple[int, int] | None:
+    m = _ICMP_TC_RE.match(text)
+    value = (int(m.group(1)), int(m.group(2))) if m is not None else None
+    return _remember(_ICMP_TC, text, value)  # type: ignore[no-any-return]
+
+
 _new_event = tuple.__new__
 _FILTERED = object()
+_IX = {name: i for i, name in enumerate(Event._fields)}
+_DEFAULTS = tuple(Event())
+
+# An event is assembled from slices of the field list (docs/log-events.md keeps the kernel's
+# order): the wrapper (line_no .. seq), the link part cached per text (prefix .. family), the
+# addresses, the cached IPv4 header part (length .. ttl), ip_id, the part fixed by the IP flags
+# and protocol (tc .. proto_num), and the transport part. One tuple display of a few cached
+# slices costs a fraction of filling a list field by field.
+_LINK_SLICE = slice(_IX["prefix"], _IX["family"] + 1)
+_CHUNK_SLICE = slice(_IX["tc"], _IX["proto_num"] + 1)
+#: Event fields after the TCP header (tcp_options .. repeat_count), for an event without MARK.
+_TCP_END = _DEFAULTS[_IX["tcp_options"] :]
+#: Event fields after the UDP length and after the ICMP echo fields.
+_UDP_END = _DEFAULTS[_IX["udp_len"] + 1 :]
+_ICMP_END = _DEFAULTS[_IX["icmp_seq"] + 1 :]
+_UDP_GAP = _DEFAULTS[_IX["dst_port"] + 1 : _IX["udp_len"]]
+_ICMP_GAP = _DEFAULTS[_IX["src_port"] : _IX["icmp_type"]]
+_MARK = _IX["mark"]
+
+
+def _ip_chunks(proto: str, number: int) -> dict[str, tuple[Any, ...]]:
+    """IP flag words ("DF ") -> Event fields tc .. proto_num for ``proto``; only the kernel's
+    orders are keys (``CE DF MF``), so anything else misses and takes the general path."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for ce in ("", "CE "):
+        for df in ("", "DF "):
+            for mf in ("", "MF "):
+                words = ce + df + mf
+                flags = tuple(words.split())
+                fragment = 0 if mf else None
+                out[words] = (None, None, None, flags, fragment, None, None, None, proto, number)
+    return out
+
+
+_IP_TCP = _ip_chunks("TCP", 6)
+_IP_UDP = _ip_chunks("UDP", 17)
+_IP_ICMP = _ip_chunks("ICMP", 1)
 # journald exports a non-UTF-8 MESSAGE as an array of bytes: "MESSAGE":[101,103,...]
 _BYTES_MESSAGE = re.compile(r'"MESSAGE"\s*:\s*\[')
 
@@ -167,6 +271,7 @@ class LogParser:
         self.boot_time = boot_time
         self.stats = ParseStats()
         self._prefixes: dict[str, _PrefixInfo] = {}
+        self._links: dict[str, tuple[Any, ...] | None] = {}
 
     # -- prefix ----------------------------------------------------------------------------
 
@@ -179,140 +284,208 @@ class LogParser:
                 logprefix.decode(raw, self.template, require_suffix=True) if self.decodes else None
             )
             info = _PrefixInfo(text, keep, decoded)
-            if len(self._prefixes) > 4096:
+            if len(self._prefixes) > _CACHE_LIMIT:
                 self._prefixes.clear()
             self._prefixes[raw] = info
         return info
 
+    def _link(self, text: str) -> tuple[Any, ...] | None:
+        """Event fields prefix .. family for the fast path's first group (prefix, IN, OUT,
+        MAC), or ``None`` when the general path must decide; remembered per text. A filtered
+        prefix gives ``()``."""
+        m = _LINK_RE.match(text)
+        value: tuple[Any, ...] | None = None
+        if m is not None and "kernel:" not in text:  # else a second record glued in front
+            raw_prefix, in_iface, out_iface, mac = m.groups()
+            info = self._prefix(raw_prefix)
+            if not info.keep:
+                value = ()
+            else:
+                decoded = info.decoded or (None, None, None, None)
+                link: tuple[Any, ...]
+                if mac is not None:
+                    link = (mac, mac[:17], mac[18:35], int(mac[36:38] + mac[39:41], 16))
+                else:
+                    link = (None, None, None, None)
+                value = (
+                    info.prefix,
+                    *decoded,
+                    in_iface or None,
+                    out_iface or None,
+                    None,
+                    None,
+                    *link,
+                    None,
+                    None,
+                    None,
+                    None,
+                    4,
+                )
+        if len(self._links) >= _CACHE_LIMIT:
+            self._links.clear()
+        self._links[text] = value
+        return value
+
     # -- entry points ----------------------------------------------------------------------
 
     def parse(self, line: str, line_no: int = 0) -> Event | Issue | None:
-        """One line (a trailing newline is ignored) → ``Event``, ``Issue`` or ``None``."""
+        """One line (a trailing newline is ignored) → ``Event``, ``Issue`` or ``None``.
+
+        ``parse_lines`` gives the same results for many lines, faster."""
         m = _FAST_LINE.match(line)
-        if m is not None:
-            g = m.groups()
-            if _DATES.get(g[1]) or valid_date(g[1]):
-                stats = self.stats
-                up = g[3]
-                result = self._build(
-                    g, 4, line_no, "iso8601", g[0], g[2], None,
-                    float(up) if up is not None else None, None,
-                )  # fmt: skip
-                if result is _FILTERED:
-                    stats.filtered += 1
-                    return None
-                if result is not None:
-                    stats.events += 1
-                    return result  # type: ignore[return-value]
+        if m is None:
+            return self._slow(line, line_no)
+        return self._matched(m, line, line_no)
+
+    def _matched(self, m: re.Match[str], line: str, line_no: int) -> Event | Issue | None:
+        """UDP, ICMP, MARK, a first sight, or a doubt: the fast line's groups through the
+        general builder, and the general path when that cannot decide."""
+        g = m.groups()
+        up = g[3]
+        if ":" not in g[2] and (_DATES.get(g[1]) or valid_date(g[1])):
+            result = self._build(
+                g, 4, (line_no, "iso8601", g[0], g[2], None, up and float(up), None)
+            )
+            if result is _FILTERED:
+                self.stats.filtered += 1
+                return None
+            if result is not None:
+                self.stats.events += 1
+                return result  # type: ignore[return-value]
         return self._slow(line, line_no)
 
     def parse_lines(self, lines: Iterable[str], *, start: int = 1) -> Iterator[Event | Issue]:
-        """Events and issues of ``lines``, numbered from ``start``."""
-        parse = self.parse
+        """Events and issues of ``lines``, numbered from ``start``.
+
+        The same results as ``parse`` line by line, faster: the reference shape (TCP, UDP,
+        ICMP echo; see ``_PAYLOAD``) is assembled inline from texts already validated, with
+        every lookup bound to a local. Lines seen for the first time, or with anything else
+        in them, go through ``parse``'s own steps."""
+        match = _FAST_LINE.match
+        dates, v4, l3s, tails, icmp_tcs = _DATES, _V4, _L3, _TCP_TAILS, _ICMP_TC
+        ip_tcp, ip_udp, ip_icmp = _IP_TCP, _IP_UDP, _IP_ICMP
+        udp_gap, udp_end, icmp_gap, icmp_end = _UDP_GAP, _UDP_END, _ICMP_GAP, _ICMP_END
+        links = self._links
+        stats = self.stats
+        matched, slow = self._matched, self._slow
+        new, event, to_float = _new_event, Event, float
         for line_no, line in enumerate(lines, start):
-            result = parse(line, line_no)
+            m = match(line)
+            if m is None:
+                result = slow(line, line_no)
+                if result is not None:
+                    yield result
+                continue
+            (time, date, host, up, link, src, dst, l3, ip_id, ipf, spt, tail,
+             usp, udp, ulen, icmp, iid, iseq, mark) = m.groups()  # fmt: skip
+            chunk = links.get(link)
+            ip = l3s.get(l3)
+            if (
+                chunk
+                and ip
+                and mark is None
+                and src in v4
+                and dst in v4
+                and dates.get(date)
+                and ":" not in host
+            ):
+                ident = int(ip_id)
+                if spt is not None:
+                    sport = int(spt)
+                    rest = tails.get(tail)
+                    chunk2 = ip_tcp.get(ipf)
+                    if rest and chunk2 and ident <= 0xFFFF and sport <= 0xFFFF:
+                        stats.events += 1
+                        yield new(
+                            event,
+                            (line_no, "iso8601", time, host, None, up and to_float(up), None,
+                             *chunk, src, dst, *ip, ident, *chunk2, sport, *rest),
+                        )  # fmt: skip
+                        continue
+                elif usp is not None:
+                    sport, dport, length = int(usp), int(udp), int(ulen)
+                    chunk2 = ip_udp.get(ipf)
+                    if chunk2 and max(ident, sport, dport, length) <= 0xFFFF:
+                        stats.events += 1
+                        yield new(
+                            event,
+                            (line_no, "iso8601", time, host, None, up and to_float(up), None,
+                             *chunk, src, dst, *ip, ident, *chunk2, sport, dport, *udp_gap,
+                             length, *udp_end),
+                        )  # fmt: skip
+                        continue
+                else:
+                    tc = icmp_tcs.get(icmp)
+                    icmp_id, icmp_seq = int(iid), int(iseq)
+                    chunk2 = ip_icmp.get(ipf)
+                    if tc and chunk2 and max(ident, icmp_id, icmp_seq) <= 0xFFFF:
+                        stats.events += 1
+                        yield new(
+                            event,
+                            (line_no, "iso8601", time, host, None, up and to_float(up), None,
+                             *chunk, src, dst, *ip, ident, *chunk2, *icmp_gap, *tc, icmp_id,
+                             icmp_seq, *icmp_end),
+                        )  # fmt: skip
+                        continue
+            result = matched(m, line, line_no)
             if result is not None:
                 yield result
 
     # -- fast path -------------------------------------------------------------------------
 
-    def _build(  # noqa: PLR0917  (the hot path: positional calls are measurably cheaper)
-        self,
-        g: tuple[Any, ...],
-        o: int,
-        line_no: int,
-        wrapper: str,
-        time: str | None,
-        host: str | None,
-        priority: int | None,
-        uptime: float | None,
-        seq: int | None,
-    ) -> Event | object | None:
+    def _build(self, g: tuple[Any, ...], o: int, head: tuple[Any, ...]) -> Event | object | None:
         """The event from the groups ``g`` of a fast-path match (payload groups start at
-        ``g[o]``); ``_FILTERED`` when ``prefix`` excludes it; ``None`` when the general path
-        must decide (a prefix that shows a glued record)."""
-        raw_prefix = g[o]
-        info = self._prefixes.get(raw_prefix)
-        if info is None:
-            if "kernel:" in raw_prefix:
-                return None  # a second record glued in front; the slow path says so
-            info = self._prefix(raw_prefix)
-        if not info.keep:
+        ``g[o]``) after the wrapper fields ``head`` (line_no .. seq); ``_FILTERED`` when
+        ``prefix`` excludes it; ``None`` when the general path must decide."""
+        link = g[o]
+        chunk = self._links.get(link)
+        if chunk is None and link not in self._links:
+            chunk = self._link(link)
+        if chunk is None:
+            return None
+        if not chunk:
             return _FILTERED
-        v = _TEMPLATE.copy()
-        v[_LINE_NO] = line_no
-        v[_WRAPPER] = wrapper
-        v[_TIME] = time
-        v[_HOST] = host
-        v[_PRIORITY] = priority
-        v[_UPTIME] = uptime
-        v[_SEQ] = seq
-        v[_PREFIX] = info.prefix
-        if info.decoded:
-            v[_TIER], v[_KIND], v[_POLICY], v[_NAMESPACE] = info.decoded
-        v[_IN] = g[o + 1] or None
-        v[_OUT] = g[o + 2] or None
-        mac = g[o + 3]
-        if mac is not None:
-            split = _MACS.get(mac)
-            if split is None:
-                if mac[2::3] != _COLONS:
-                    return None
-                split = (mac[:17], mac[18:35], int(mac[36:38] + mac[39:41], 16))
-                if len(_MACS) > 4096:
-                    _MACS.clear()
-                _MACS[mac] = split
-            v[_MAC] = mac
-            v[_MAC_DST], v[_MAC_SRC], v[_ETHERTYPE] = split
-        v[_FAMILY] = 4
-        v[_SRC] = g[o + 4]
-        v[_DST] = g[o + 5]
-        v[_LENGTH] = int(g[o + 6])
-        v[_TOS] = _HEX2[g[o + 7]]
-        v[_PREC] = _HEX2[g[o + 8]]
-        v[_TTL] = int(g[o + 9])
-        v[_IP_ID] = int(g[o + 10])
-        flags = _IP_FLAG_WORDS[g[o + 11]]
-        v[_IP_FLAGS] = flags
-        if "MF" in flags:
-            v[_FRAGMENT] = 0
-        sport = g[o + 12]
-        if sport is not None:  # TCP
-            words = g[o + 16]
-            tflags = _TCP_FLAG_WORDS.get(words)
-            if tflags is None:
-                tflags = _tcp_flags(words)
-                if tflags is None:
-                    return None
-            v[_PROTO] = "TCP"
-            v[_PROTO_NUM] = 6
-            v[_SRC_PORT] = int(sport)
-            v[_DST_PORT] = int(g[o + 13])
-            v[_WINDOW] = int(g[o + 14])
-            v[_TCP_RES] = _HEX2[g[o + 15]]
-            v[_TCP_FLAGS] = tflags
-            v[_URGP] = int(g[o + 17])
-        elif g[o + 18] is not None:  # UDP
-            v[_PROTO] = "UDP"
-            v[_PROTO_NUM] = 17
-            v[_SRC_PORT] = int(g[o + 18])
-            v[_DST_PORT] = int(g[o + 19])
-            v[_UDP_LEN] = int(g[o + 20])
+        src, dst = g[o + 1], g[o + 2]
+        if not ((src in _V4 or _v4_ok(src)) and (dst in _V4 or _v4_ok(dst))):
+            return None
+        ip = _L3.get(g[o + 3]) or _l3(g[o + 3])
+        ident = int(g[o + 4])
+        if ip is None or ident > 0xFFFF:
+            return None
+        ipf = g[o + 5]
+        values: tuple[Any, ...]
+        if g[o + 6] is not None:  # TCP
+            sport = int(g[o + 6])
+            rest = _TCP_TAILS.get(g[o + 7]) or _tcp_tail(g[o + 7])
+            chunk2 = _IP_TCP.get(ipf)
+            if rest is None or chunk2 is None or sport > 0xFFFF:
+                return None
+            values = (*head, *chunk, src, dst, *ip, ident, *chunk2, sport, *rest)
+        elif g[o + 8] is not None:  # UDP
+            sport, dport, ulen = int(g[o + 8]), int(g[o + 9]), int(g[o + 10])
+            chunk2 = _IP_UDP.get(ipf)
+            if chunk2 is None or max(sport, dport, ulen) > 0xFFFF:
+                return None
+            values = (*head, *chunk, src, dst, *ip, ident, *chunk2, sport, dport, *_UDP_GAP,
+                      ulen, *_UDP_END)  # fmt: skip
         else:  # ICMP echo request / reply
-            v[_PROTO] = "ICMP"
-            v[_PROTO_NUM] = 1
-            v[_ICMP_TYPE] = int(g[o + 21])
-            v[_ICMP_CODE] = int(g[o + 22])
-            v[_ICMP_ID] = int(g[o + 23])
-            v[_ICMP_SEQ] = int(g[o + 24])
-        mark = g[o + 25]
+            tc = _ICMP_TC.get(g[o + 11]) or _icmp_tc(g[o + 11])
+            icmp_id, icmp_seq = int(g[o + 12]), int(g[o + 13])
+            chunk2 = _IP_ICMP.get(ipf)
+            if tc is None or chunk2 is None or max(icmp_id, icmp_seq) > 0xFFFF:
+                return None
+            values = (*head, *chunk, src, dst, *ip, ident, *chunk2, *_ICMP_GAP, *tc, icmp_id,
+                      icmp_seq, *_ICMP_END)  # fmt: skip
+        mark = g[o + 14]
         if mark is not None:
-            v[_MARK] = int(mark, 16)
-        return _new_event(Event, v)
+            values = (*values[:_MARK], int(mark, 16), *values[_MARK + 1 :])
+        return _new_event(Event, values)
 
     # -- general path ----------------------------------------------------------------------
 
-    def _slow(self, line: str, line_no: int) -> Event | Issue | None:
+    def _slow(self, line: str, line_no: int, *, fast: bool = True) -> Event | Issue | None:
+        """The other wrappers; with ``fast`` the payload is first tried with the fast path's
+        expression, without it the field-by-field parser alone decides (tests compare both)."""
         stats = self.stats
         if line.endswith("\n"):
             line = line[:-1]
@@ -338,20 +511,14 @@ class LogParser:
                     f"message is {len(message)} characters; one kernel record is at most "
                     f"{_payload.MAX_MESSAGE}",
                 )
-            fm = _FAST_MESSAGE.match(message)
-            fast = (
-                self._build(
-                    fm.groups(), 0, line_no, w.kind, w.time, w.host, w.priority, w.uptime, w.seq
-                )
-                if fm is not None
-                else None
-            )
-            if fast is _FILTERED:
+            fm = _FAST_MESSAGE.match(message) if fast else None
+            built = self._build(fm.groups(), 0, (line_no, *w[:-1])) if fm is not None else None
+            if built is _FILTERED:
                 stats.filtered += 1
                 return None
-            if isinstance(fast, Event):
+            if isinstance(built, Event):
                 stats.events += 1
-                return fast
+                return built
             raw_prefix, start = _payload.find_payload(message)
             prefix = logprefix.normalise(raw_prefix)
             fields = _payload.parse_fields(message[start:])
@@ -392,20 +559,6 @@ class LogParser:
             return None
         self.stats.issues += 1
         return Issue(line_no, code, message, prefix)
-
-
-_LINE_NO, _WRAPPER, _TIME, _HOST = _IX["line_no"], _IX["wrapper"], _IX["time"], _IX["host"]
-_PRIORITY, _UPTIME, _SEQ, _PREFIX = _IX["priority"], _IX["uptime"], _IX["seq"], _IX["prefix"]
-_TIER, _KIND, _POLICY = _IX["tier"], _IX["policy_kind"], _IX["policy"]
-_NAMESPACE, _IN, _OUT, _MAC = _IX["policy_namespace"], _IX["in_iface"], _IX["out_iface"], _IX["mac"]
-_MAC_DST, _MAC_SRC, _ETHERTYPE = _IX["mac_dst"], _IX["mac_src"], _IX["ethertype"]
-_FAMILY, _SRC, _DST, _LENGTH = _IX["family"], _IX["src"], _IX["dst"], _IX["length"]
-_TOS, _PREC, _TTL, _IP_ID = _IX["tos"], _IX["prec"], _IX["ttl"], _IX["ip_id"]
-_IP_FLAGS, _FRAGMENT, _PROTO = _IX["ip_flags"], _IX["fragment"], _IX["proto"]
-_PROTO_NUM, _SRC_PORT, _DST_PORT = _IX["proto_num"], _IX["src_port"], _IX["dst_port"]
-_WINDOW, _TCP_RES, _TCP_FLAGS, _URGP = _IX["window"], _IX["tcp_res"], _IX["tcp_flags"], _IX["urgp"]
-_UDP_LEN, _ICMP_TYPE, _ICMP_CODE = _IX["udp_len"], _IX["icmp_type"], _IX["icmp_code"]
-_ICMP_ID, _ICMP_SEQ, _MARK = _IX["icmp_id"], _IX["icmp_seq"], _IX["mark"]
 
 
 def parse_line(line: str, line_no: int = 1, **options: Any) -> Event | Issue | None:

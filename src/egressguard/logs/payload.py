@@ -32,7 +32,15 @@ from typing import Any
 
 from egressguard.logs.wrapper import Rejected
 
-__all__ = ["EBPF_RE", "MAX_MESSAGE", "PROTO_NAMES", "TCP_FLAGS", "find_payload", "parse_fields"]
+__all__ = [
+    "EBPF_RE",
+    "MAX_MESSAGE",
+    "PROTO_NAMES",
+    "TCP_FLAGS",
+    "V4_RE",
+    "find_payload",
+    "parse_fields",
+]
 
 #: Upper-case names for protocol numbers the kernel prints as ``PROTO=<n>`` (IANA "Assigned
 #: Internet Protocol Numbers" keywords, upper-cased; 4 and 41 by their common names).
@@ -67,7 +75,7 @@ U8, U16, U20, U32 = 0xFF, 0xFFFF, 0xFFFFF, 0xFFFFFFFF
 
 _IN_OUT_RE = re.compile(r"IN=(\S*) OUT=(\S*)(?: |\Z)")
 _DEC_RE = re.compile(r"(?:0|[1-9]\d*)\Z")
-_V4_RE = re.compile(
+V4_RE = re.compile(
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\Z"
 )
 _MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2})*\Z")
@@ -159,7 +167,7 @@ def _plainhex(text: str, field: str, *, maximum: int, width: int | None = None) 
 
 
 def ipv4(text: str, field: str) -> str:
-    if not _V4_RE.match(text):
+    if not V4_RE.match(text):
         raise Rejected("bad-address", f"{field} {text!r} is not an IPv4 address")
     return text
 
