@@ -694,6 +694,29 @@ def _safety_checks(
     return checks
 
 
+def _cidr_text(addresses: AddressSet) -> dict[str, str]:
+    return {f"ipv{f}": " ".join(addresses[f].cidr_strings()) for f in _FAMILIES}
+
+
+def _provenance(o: SourceOutcome) -> dict[str, Any]:
+    """What this source put into the final set, as canonical CIDR lists: per country for geo
+    sources, else as a whole. ``logs parse --blocklist`` reads it to say which feed and which
+    country hold a blocked destination (the shards only say which blocklist). Recorded in the
+    lock rather than in a file of its own: every reader of the directory (kubectl apply -f,
+    validate, lint, sync) already skips the lock, and it stays a pure function of the sources."""
+    res = o.result
+    if res.status is Status.FAILED:
+        return {}
+    if res.by_country:
+        countries = {}
+        for code, addresses in sorted(res.by_country.items()):
+            left = _minus(addresses, o.removed) if o.removed else addresses
+            if left:
+                countries[code] = _cidr_text(left)
+        return {"countries": countries}
+    return {"cidrs": _cidr_text(o.contributes)}
+
+
 def _lock(
     config: BlocklistConfig,
     outcomes: Sequence[SourceOutcome],
@@ -709,6 +732,7 @@ def _lock(
             {
                 **o.version(),
                 "parts": o.downloads(),
+                "provenance": _provenance(o),
                 **{f"ipv{f}": Counts.of(o.result.addresses[f]).to_json() for f in _FAMILIES},
             }
             for o in sorted(outcomes, key=lambda o: o.name)
