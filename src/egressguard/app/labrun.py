@@ -90,7 +90,7 @@ from egressguard.calico.model import (
     Rule,
 )
 from egressguard.errors import InputError
-from egressguard.logs import Event, LogParser, event_to_json
+from egressguard.logs import Event, LogParser, enrich, event_to_json
 from egressguard.nft import compile as nft_compile
 from egressguard.nft import endpoints as eps
 
@@ -111,6 +111,7 @@ __all__ = [
     "execute",
     "expected_verdicts",
     "lab_endpoints",
+    "lab_enricher",
     "plan_probes",
     "prepare",
     "render_text",
@@ -986,28 +987,12 @@ class RunReport:
     def lint_errors(self) -> list[calico_lint.Finding]:
         return [f for f in self.prepared.lint if f.severity is calico_lint.Severity.ERROR]
 
-    def event_set(self, event: Event) -> str | None:
-        """The network set of the lab manifests holding the event's destination."""
-        if event.set is not None:
-            return event.set
-        if event.dst is None:
+    @staticmethod
+    def event_pod(event: Event) -> str | None:
+        """``namespace/name`` of the pod that sent it (from the enrichment)."""
+        if event.src_pod is None:
             return None
-        dst = ipaddress.ip_address(event.dst)
-        for s in self.prepared.rewrite.manifests.network_sets:
-            for text in s.nets:
-                net = ipaddress.ip_network(text, strict=False)
-                if net.version == dst.version and dst in net:
-                    return s.name if s.namespace is None else f"{s.namespace}/{s.name}"
-        return None
-
-    def event_pod(self, event: Event) -> str | None:
-        if event.src_pod is not None:
-            return f"{event.src_namespace}/{event.src_pod}"
-        src = _norm(event.src)
-        for pod in self.prepared.topology.pods:
-            if src in (str(pod.ipv4), str(pod.ipv6)):
-                return f"{pod.namespace}/{pod.name}"
-        return None
+        return f"{event.src_namespace}/{event.src_pod}"
 
     def summary(self) -> dict[str, int]:
         outs = self.outcomes
@@ -1032,7 +1017,6 @@ class RunReport:
         events = []
         for e in self.events:
             doc = event_to_json(e)
-            doc["set"] = self.event_set(e)
             doc["pod"] = self.event_pod(e)
             events.append(doc)
         return {
@@ -1174,46 +1158,51 @@ def _read_log(
     parser = LogParser(
         prefix=options.log_prefix, boot_time=logsource.boot_time() if boot is None else boot
     )
+    enricher = lab_enricher(prepared.rewrite.manifests, prepared.topology)
     sources = {str(p.ipv4) for p in prepared.topology.pods}
     sources |= {str(p.ipv6) for p in prepared.topology.pods}
     interfaces = {p.cali for p in prepared.topology.pods}
-    wanted = {
-        _probe_key(lp) for lp, v in zip(prepared.probes, prepared.verdicts, strict=True) if v.logged
-    }
+    pairs = zip(prepared.probes, prepared.verdicts, strict=True)
+    wanted = {_probe_key(lp) for lp, verdict in pairs if verdict.logged}
     seen: set[tuple[str | None, str | None, str, int | None]] = set()
-    deadline = time.monotonic() + max(0.0, options.log_wait)
     line_no = 0
-    wait = 0.0
-    while True:
-        for record in cursor.read(wait=wait):
+
+    def take(records: list[str]) -> None:
+        nonlocal line_no
+        for record in records:
             line_no += 1
             parsed = parser.parse(record, line_no)
-            if not isinstance(parsed, Event):
+            # Ours: from a lab pod, through its cali interface (not another lab's or host's).
+            if (
+                not isinstance(parsed, Event)
+                or _norm(parsed.src) not in sources
+                or parsed.in_iface not in interfaces
+            ):
                 report.other_lines += 1
                 continue
-            if _norm(parsed.src) not in sources or parsed.in_iface not in interfaces:
-                report.other_lines += 1  # another lab or host with the same prefix
-                continue
-            report.events.append(parsed)
-            key = _event_key(parsed)
+            event = enricher.enrich(parsed)
+            report.events.append(event)
+            key = _event_key(event)
             if key is not None:
                 seen.add(key)
-        left = deadline - time.monotonic()
-        if wanted <= seen or left <= 0:
-            break
-        wait = min(left, 0.25)
+
+    deadline = time.monotonic() + max(0.0, options.log_wait)
+    take(cursor.read())
+    while not wanted <= seen and (left := deadline - time.monotonic()) > 0:
+        take(cursor.read(wait=min(left, 0.25)))
     # What else is already in the ring (a last SYN retry) is read without waiting.
-    for record in cursor.read():
-        line_no += 1
-        parsed = parser.parse(record, line_no)
-        if (
-            isinstance(parsed, Event)
-            and _norm(parsed.src) in sources
-            and parsed.in_iface in interfaces
-        ):
-            report.events.append(parsed)
-        else:
-            report.other_lines += 1
+    take(cursor.read())
+
+
+def lab_enricher(manifests: Manifests, topology: labmod.Topology) -> enrich.Enricher:
+    """The log enrichment of the lab: network sets of the enforced copy (shards of a build
+    under their blocklist's name, as ``logs follow`` names them) and the lab pods."""
+    networks = enrich.NetworkIndex(enrich.network_set_tags(manifests.network_sets))
+    pods = enrich.PodIndex()
+    for pod in topology.pods:
+        for address in (pod.ipv4, pod.ipv6):
+            pods.add(str(address), pod.namespace, pod.name)
+    return enrich.Enricher(networks, pods)
 
 
 def run_lab(
@@ -1343,7 +1332,7 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
                     e.dst or "-",
                     e.proto or "-",
                     dpt,
-                    report.event_set(e) or "-",
+                    e.set or "-",
                     str(count),
                 )
             )

@@ -556,3 +556,20 @@ def test_docs_lab_md_lists_every_json_field() -> None:
     probes_row = next(line for line in table.splitlines() if line.startswith("| `probes`"))
     for key in doc["probes"][0]:
         assert f"`{key}" in probes_row, key
+
+
+def test_events_are_enriched_with_the_set_and_the_pod() -> None:
+    prepared = labrun.prepare(calico.load_paths([LAB_TIER / "manifests"]))
+    enricher = labrun.lab_enricher(prepared.rewrite.manifests, prepared.topology)
+    parser = LogParser(prefix="calico-packet", boot_time=0.0)
+    pod = prepared.topology.pod("pod2")
+    for src, dst, want in [
+        (str(pod.ipv4), "203.0.113.65", "lab-blocklist"),  # inside 203.0.113.64/30, v4 shard
+        (str(pod.ipv6), "2001:db8:203:113::50", "lab-blocklist"),  # the v6 shard
+        (str(pod.ipv4), "203.0.113.10", None),  # the control is in no set
+    ]:
+        event = parser.parse(kmsg_line(src, dst, "tcp", 443, iface=pod.cali, seq=1), 1)
+        assert isinstance(event, Event)
+        enriched = enricher.enrich(event)
+        assert enriched.set == want
+        assert labrun.RunReport.event_pod(enriched) == "payments/api"
