@@ -116,6 +116,7 @@ def test_fault_falls_back_to_last_good_copy(  # noqa: PLR0917 - fixtures + param
     again = load.load(src)
     assert again.status is Status.FALLBACK
     assert why in (again.reason or "")
+    assert (again.reason or "").count(feed_server.url("/drop.txt")) == 1  # named once
     assert again.addresses == good.addresses
     assert again.entries == good.entries
     assert again.parts[0].sha256 == good.parts[0].sha256

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -601,6 +602,8 @@ def _shrink(old: Counts, new: Counts) -> float:
 
 
 def _human(n: int) -> str:
+    if n >= 10**12:  # IPv6 address counts: a power of two reads better than 1.2e+24
+        return f"2^{math.log2(n):.1f}"
     for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
         if n >= size:
             return f"{n / size:.1f}{unit}"

@@ -782,7 +782,7 @@ class SourceLoader:
         ):
             status = Status.FRESH
         reasons = [
-            f"{r.location}: {r.reason}"
+            r.reason if r.reason.startswith(r.location) else f"{r.location}: {r.reason}"
             for r in reports
             if r.reason and r.status in (Status.FALLBACK, Status.FAILED)
         ]
