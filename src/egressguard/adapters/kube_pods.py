@@ -116,6 +116,15 @@ class KubePodWatch:
                 return pods, str(meta.get("resourceVersion") or "")
             params["continue"] = token
 
+    def list_pods(self) -> list[Mapping[str, Any]]:
+        """The pods now (one list, no watch), e.g. to attribute a log read after the fact."""
+        try:
+            return self._list()[0]
+        except ValueError as exc:
+            raise KubeError(f"Kubernetes API: list of pods answered garbage: {exc}") from exc
+        except httpx2.HTTPError as exc:
+            raise translate_error(exc, "list pods") from exc
+
     def _watch(self, version: str, sink: Callable[[PodChange], None], stop: threading.Event) -> str:
         """One watch request; returns the last resourceVersion seen."""
         params: dict[str, Any] = {

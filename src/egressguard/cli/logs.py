@@ -84,6 +84,55 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='print every rejected line to stderr as {"line_no": N, "issue": "..."}',
     )
+    enrich = parser.add_argument_group(
+        "enrichment",
+        "fill set/feeds/country (destination), src_pod/src_namespace (source) and "
+        "repeat_count; see docs/log-events.md",
+    )
+    enrich.add_argument(
+        "--manifests",
+        action="append",
+        default=[],
+        metavar="DIR|FILE",
+        help="GlobalNetworkSets/NetworkSets (YAML files or directories): the set holding dst "
+        "(shards of an egressguard build count as one set named after their blocklist)",
+    )
+    enrich.add_argument(
+        "--blocklist",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="the output directory of 'egressguard build': its set, and from its "
+        "egressguard.lock the feeds and countries holding dst",
+    )
+    enrich.add_argument(
+        "--pods",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Pod manifests (kubectl get pods -A -o yaml): the pod that had src at the "
+        "event's time",
+    )
+    enrich.add_argument(
+        "--kube",
+        action="store_true",
+        help="read the pods from the Kubernetes API (follow: list, then watch) for src_pod",
+    )
+    enrich.add_argument(
+        "--node",
+        metavar="NAME",
+        help="with --kube: only the pods of this node (default: $NODE_NAME; unset = all pods)",
+    )
+    enrich.add_argument("--kubeconfig", metavar="FILE", help="with --kube: the kubeconfig")
+    enrich.add_argument(
+        "--dedup-window",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="fold repeats of a packet (same prefix, addresses, protocol, ports; SYN retries "
+        "keep their source port) within S seconds into one event with repeat_count; 2 "
+        "catches the first SYN retry (default: 0, off: every packet is an event)",
+    )
 
 
 _COLUMNS = (
@@ -187,6 +236,139 @@ def _parser_for(args: argparse.Namespace, **options: Any) -> Any:
     return LogParser(prefix=args.prefix, template=args.template, **options)
 
 
+class _Enrichment:
+    """What the enrichment options built: an ``Enricher`` (or None), a ``Deduper`` (or None),
+    and the pod index a ``--kube`` watch keeps current."""
+
+    def __init__(self, enricher: Any, deduper: Any, pods: Any, naive_tz: Any) -> None:
+        self.enricher = enricher
+        self.deduper = deduper
+        self.pods = pods
+        self.naive_tz = naive_tz
+
+    def clock(self, event: Any) -> float | None:
+        """The event's own time in seconds (else its uptime), for de-duplication windows."""
+        from egressguard.logs.events import event_epoch
+
+        when: float | None = event_epoch(event, naive_tz=self.naive_tz)
+        return when if when is not None else event.uptime
+
+    def events(self, event: Any) -> list[Any]:
+        """The events to write for one parsed event (none while its window is open)."""
+        if self.enricher is not None:
+            event = self.enricher.enrich(event)
+        if self.deduper is None:
+            return [event]
+        out: list[Any] = self.deduper.add(event, self.clock(event))
+        return out
+
+    def flush(self) -> list[Any]:
+        return self.deduper.flush() if self.deduper is not None else []
+
+
+def _load_sets(args: argparse.Namespace) -> Any:
+    """The NetworkIndex of --manifests and --blocklist, or None."""
+    import json
+    import os
+
+    from egressguard.calico.load import load_paths
+    from egressguard.errors import UsageError
+    from egressguard.logs import enrich
+
+    tagged: list[Any] = []
+    for path in args.manifests:
+        if not os.path.exists(path):
+            raise UsageError(f"--manifests {path}: no such file or directory")
+        loaded = load_paths([path])
+        sets = loaded.network_sets
+        if not sets:
+            raise UsageError(
+                f"--manifests {path}: no valid GlobalNetworkSet or NetworkSet in it"
+                + (
+                    f" ({len(loaded.problems)} problem(s); see egressguard validate)"
+                    if loaded.problems
+                    else ""
+                ),
+            )
+        tagged.extend(enrich.network_set_tags(sets))
+    for path in args.blocklist:
+        lock_path = os.path.join(path, "egressguard.lock")
+        if not os.path.isfile(lock_path):
+            raise UsageError(
+                f"--blocklist {path}: no egressguard.lock: not the output of egressguard build",
+                hint="use --manifests for other network sets",
+            )
+        try:
+            with open(lock_path, encoding="utf-8") as fh:
+                lock = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{lock_path}: cannot read the build lock: {exc}") from exc
+        tagged.extend(enrich.network_set_tags(load_paths([path]).network_sets))
+        provenance = enrich.provenance_tags(lock)
+        if not provenance:
+            sys.stderr.write(
+                f"{lock_path}: no provenance recorded (a build from an older egressguard): "
+                "feeds and countries stay empty; build again to record them\n"
+            )
+        tagged.extend(provenance)
+    return enrich.NetworkIndex(tagged) if tagged else None
+
+
+def _load_pods(args: argparse.Namespace, now: float, *, watch: bool) -> tuple[Any, Any]:
+    """(PodIndex or None, the pod watch to run or None)."""
+    import os
+
+    from egressguard import yamlio
+    from egressguard.errors import ManifestError, UsageError
+    from egressguard.logs.enrich import PodIndex
+
+    if not args.pods and not args.kube:
+        return None, None
+    index = PodIndex()
+    for path in args.pods:
+        try:
+            docs = yamlio.load_file(path)
+        except ManifestError as exc:
+            raise UsageError(f"--pods {path}: {exc}", hint=exc.hint) from exc
+        for doc in docs:
+            data = doc.data
+            items = data.get("items") if isinstance(data, dict) else None
+            for item in items if isinstance(items, list) else [data]:
+                if isinstance(item, dict) and item.get("kind", "Pod") == "Pod":
+                    index.observe(item, now=now)
+    watcher = None
+    if args.kube:
+        from egressguard.adapters.kube_pods import connect_pods
+
+        node = args.node or os.environ.get("NODE_NAME") or None
+        watcher = connect_pods(args.kubeconfig, node=node)
+        if not watch:
+            try:
+                index.resync(watcher.list_pods(), now=now)
+            finally:
+                watcher.close()
+            watcher = None
+    return index, watcher
+
+
+def _enrichment(args: argparse.Namespace, *, watch: bool) -> tuple[_Enrichment, Any]:
+    """The enrichment the options ask for, and a pod watch to start (follow --kube)."""
+    import time
+    from datetime import UTC, datetime
+
+    from egressguard.errors import UsageError
+    from egressguard.logs.enrich import Deduper, Enricher
+
+    if args.dedup_window < 0:
+        raise UsageError("--dedup-window must be 0 (off) or a number of seconds")
+    naive_tz = datetime.now().astimezone().tzinfo or UTC
+    networks = _load_sets(args)
+    pods, watcher = _load_pods(args, time.time(), watch=watch)
+    enricher = Enricher(networks, pods, naive_tz=naive_tz) if networks or pods else None
+    deduper = Deduper(args.dedup_window) if args.dedup_window > 0 else None
+    return _Enrichment(enricher, deduper, pods, naive_tz), watcher
+
+
 # --------------------------------------------------------------------------------------------
 # parse
 
@@ -278,6 +460,7 @@ def _run_parse(args: argparse.Namespace) -> int:
         if path != "-" and not os.path.isfile(path):
             raise UsageError(f"{path}: no such file")
     boot = _boot_time(args.boot_time)
+    enrichment, _ = _enrichment(args, watch=False)
     output = _Output(args, flush=False)
     totals: dict[str, int] = {}
     for path in paths:
@@ -292,14 +475,15 @@ def _run_parse(args: argparse.Namespace) -> int:
                 raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         parser = _parser_for(args, reference=reference, boot_time=boot)
         try:
-            for line_no, raw in enumerate(stream, 1):
-                result = parser.parse(raw.decode("utf-8", errors="replace"), line_no)
-                if result is None:
-                    continue
+            texts = (raw.decode("utf-8", errors="replace") for raw in stream)
+            for result in parser.parse_lines(texts):
                 if isinstance(result, Event):
-                    output.event(result, name)
+                    for event in enrichment.events(result):
+                        output.event(event, name)
                 else:
                     output.issue(result, name)
+            for event in enrichment.flush():  # windows do not span inputs
+                output.event(event, name)
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
@@ -387,6 +571,7 @@ def _register_follow(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def _run_follow(args: argparse.Namespace) -> int:
+    import queue
     import signal
     import threading
     import time
@@ -402,6 +587,7 @@ def _run_follow(args: argparse.Namespace) -> int:
         raise UsageError("--metrics-port must be 0-65535")
     source = open_source(args.source, from_start=args.from_start, poll=args.poll, root=args.root)
     parser = _parser_for(args, reference=datetime.now(), boot_time=boot_time())
+    enrichment, watcher = _enrichment(args, watch=True)
     output = _Output(args, flush=True)
     stop = threading.Event()
     lock = threading.Lock()
@@ -411,7 +597,7 @@ def _run_follow(args: argparse.Namespace) -> int:
         from egressguard.adapters.metrics import MetricsServer
         from egressguard.logs.metrics import Metrics
 
-        metrics = Metrics(naive_tz=datetime.now().astimezone().tzinfo)
+        metrics = Metrics(naive_tz=enrichment.naive_tz)
 
         def render() -> str:
             with lock:
@@ -423,36 +609,130 @@ def _run_follow(args: argparse.Namespace) -> int:
         server.start()
         host, port = server.address
         sys.stderr.write(f"metrics: http://{host}:{port}/metrics\n")
+
+    # Pod changes from the watch thread are applied here, between lines, so the index is only
+    # ever touched by this thread.
+    changes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    synced = threading.Event()
+    threads: list[threading.Thread] = []
+    if watcher is not None:
+
+        def sink(change: Any) -> None:
+            changes.put(change)
+            if change.type == "SYNC":
+                synced.set()
+
+        def watch() -> None:
+            try:
+                watcher.run(sink, stop)
+            except Exception as exc:
+                sys.stderr.write(f"pod watch stopped: {exc}\n")
+                synced.set()
+
+        threads.append(threading.Thread(target=watch, name="pod-watch", daemon=True))
+        threads[-1].start()
+        if not synced.wait(timeout=30):
+            sys.stderr.write("pod watch: no pod list after 30 s; going on without it\n")
+
+    def apply_changes() -> None:
+        while True:
+            try:
+                change = changes.get_nowait()
+            except queue.Empty:
+                return
+            now = time.time()
+            pods = enrichment.pods
+            if change.type == "SYNC":
+                pods.resync(change.pods, now=now)
+                pods.prune(now)
+            else:
+                pods.observe(change.pod, now=now, deleted=change.type == "DELETED")
+
+    # Lines come through a bounded queue from a reader thread, so that de-duplication windows
+    # close when the log is quiet too (the sources block while there is nothing to read).
+    lines_q: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+    lines = source.lines(stop)
+
+    def read() -> None:
+        try:
+            for line in lines:
+                while not stop.is_set():
+                    try:
+                        lines_q.put(line, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        finally:
+            lines_q.put(None)
+
     timer = threading.Timer(args.duration, stop.set) if args.duration is not None else None
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    lines = source.lines(stop)
+    reader = threading.Thread(target=read, name="log-reader", daemon=True)
+
+    def emit(event: Any) -> bool:
+        """Write one event; False once --max-events is reached."""
+        if metrics is not None:
+            with lock:
+                metrics.observe_event(event, now=time.time())
+        output.event(event, source.name)
+        return args.max_events is None or output.events_written < args.max_events
+
+    # the de-duplication clock: the last event's own time, advanced by wall time since then
+    last_when: float | None = None
+    last_mono = time.monotonic()
+    line_no = 0
+    going = True
     try:
         if timer is not None:
             timer.daemon = True
             timer.start()
-        for line_no, line in enumerate(lines, 1):
+        reader.start()
+        while going and not stop.is_set():
+            try:
+                line = lines_q.get(timeout=min(0.5, max(args.poll, 0.05)))
+            except queue.Empty:
+                line = ""
+                if enrichment.deduper is not None and last_when is not None:
+                    now = last_when + time.monotonic() - last_mono
+                    for event in enrichment.deduper.expire(now):
+                        going = going and emit(event)
+                apply_changes()
+                continue
+            if line is None:
+                break
+            line_no += 1
+            apply_changes()
             parser.reference = datetime.now()
             result = parser.parse(line, line_no)
             if result is None:
                 continue
             if isinstance(result, Event):
-                if metrics is not None:
-                    with lock:
-                        metrics.observe_event(result, now=time.time())
-                output.event(result, source.name)
-                if args.max_events is not None and output.events_written >= args.max_events:
-                    break
+                when = enrichment.clock(result) if enrichment.deduper is not None else None
+                if when is not None:
+                    last_when, last_mono = when, time.monotonic()
+                for event in enrichment.events(result):
+                    going = going and emit(event)
             else:
                 if metrics is not None:
                     with lock:
                         metrics.observe_issue(result)
                 output.issue(result, source.name)
                 sys.stderr.flush()
+        for event in enrichment.flush():
+            if going:
+                going = emit(event)
     finally:
         stop.set()
+        if watcher is not None:
+            watcher.stop()
+        reader.join(timeout=5)
         lines.close()
+        for thread in threads:
+            thread.join(timeout=5)
         if timer is not None:
             timer.cancel()
         for signum, handler in previous.items():
