@@ -23,9 +23,11 @@ the cluster are watched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -185,9 +187,11 @@ class KubePodWatch:
             except _Gone:
                 log.info("pod watch: resourceVersion too old, listing again")
                 version = None
-            except (httpx2.HTTPError, KubeError, ValueError) as exc:
+            except Exception as exc:
                 if stop.is_set() or self._stopping.is_set():
-                    return
+                    return  # the stream was cut on purpose
+                if not isinstance(exc, (httpx2.HTTPError, KubeError, ValueError)):
+                    raise
                 err = (
                     translate_error(exc, "watch pods")
                     if not isinstance(exc, ValueError)
@@ -201,12 +205,18 @@ class KubePodWatch:
                 stop.wait(delay)
 
     def stop(self) -> None:
-        """Make ``run`` return soon, from any thread."""
+        """Make ``run`` return soon, from any thread: a read blocked on an idle watch stream is
+        not woken by closing the response, so the socket under it is shut down."""
         self._stopping.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            response.close()
+        if response is None:
+            return
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class FakePodWatch:

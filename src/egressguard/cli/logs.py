@@ -364,7 +364,11 @@ def _enrichment(args: argparse.Namespace, *, watch: bool) -> tuple[_Enrichment, 
     naive_tz = datetime.now().astimezone().tzinfo or UTC
     networks = _load_sets(args)
     pods, watcher = _load_pods(args, time.time(), watch=watch)
-    enricher = Enricher(networks, pods, naive_tz=naive_tz) if networks or pods else None
+    enricher = (
+        Enricher(networks, pods, naive_tz=naive_tz)
+        if networks is not None or pods is not None
+        else None
+    )
     deduper = Deduper(args.dedup_window) if args.dedup_window > 0 else None
     return _Enrichment(enricher, deduper, pods, naive_tz), watcher
 
