@@ -156,6 +156,8 @@ class NetworkIndex:
         self._index = ProvenanceIndex(items)
         self._cache: dict[str, Destination] = {}
         self._cache_size = cache_size
+        self._composed: dict[int, Destination] = {}
+        self._keep: list[tuple[Any, ...]] = []
 
     def __bool__(self) -> bool:
         return bool(self.tags)
@@ -169,12 +171,28 @@ class NetworkIndex:
             matches = self._index.lookup(address)
         except CidrError:
             matches = ()
+        # The index answers with one tuple per segment of the address space, the same object
+        # every time: the Destination of each is composed once.
+        found = self._composed.get(id(matches))
+        if found is None:
+            found = self._compose(matches)
+            self._composed[id(matches)] = found
+            self._keep.append(matches)  # keeps the id valid
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[address] = found
+        return found
+
+    @staticmethod
+    def _compose(matches: tuple[Any, ...]) -> Destination:
+        if not matches:
+            return _NOWHERE
         sets: list[str] = []
         feeds: set[str] = set()
         country: str | None = None
         best = -1
         for match in matches:
-            tag: Tag = match.tag  # type: ignore[assignment]
+            tag: Tag = match.tag
             if tag.kind == "set":
                 sets.append(tag.name)
             elif tag.kind == "feed":
@@ -183,15 +201,7 @@ class NetworkIndex:
                 feeds.add(tag.source or tag.name)
                 if match.cidr.prefixlen > best:
                     best, country = match.cidr.prefixlen, tag.name
-        found = (
-            Destination(",".join(sorted(set(sets))) or None, tuple(sorted(feeds)), country)
-            if matches
-            else _NOWHERE
-        )
-        if len(self._cache) >= self._cache_size:
-            self._cache.clear()
-        self._cache[address] = found
-        return found
+        return Destination(",".join(sorted(set(sets))) or None, tuple(sorted(feeds)), country)
 
 
 # --------------------------------------------------------------------------------------------
