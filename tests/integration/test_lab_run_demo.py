@@ -63,7 +63,7 @@ def test_scripts_demo_runs_the_main_job(prefix: str, tmp_path: Path) -> None:
     assert "kernel log events (calico-packet lines" in out
     assert out.rstrip().splitlines()[-1].startswith("OK: 48 probes: 48 as expected")
     assert "✗" not in out
-    assert "removed 4 namespace(s)" in done.stderr
+    assert f"lab '{prefix}' removed: 4 namespaces, 1 process" in done.stderr
     check_readme_sample(done.stdout, done.stderr, prefix)
 
 

@@ -1106,8 +1106,29 @@ def execute(
                 with labmod.shielded():
                     say("removing the lab")
                     report.teardown = lab.down()
+                    say(_teardown_line(report.teardown))
             report.seconds = time.monotonic() - started
     return report
+
+
+def _teardown_line(t: labmod.TeardownReport) -> str:
+    """``lab 'eg-lab-' removed: 4 namespaces, 1 process; net.netfilter.nf_log_all_netns
+    restored to 0`` (and what could not be removed)."""
+    parts = [
+        f"{len(t.removed_namespaces)} namespace{'' if len(t.removed_namespaces) == 1 else 's'}",
+        f"{len(t.stopped_pids)} process{'' if len(t.stopped_pids) == 1 else 'es'}",
+    ]
+    line = f"lab {t.prefix!r} removed: " + ", ".join(parts)
+    restored = [f"{c.key} restored to {c.previous}" for c in t.restored_sysctls]
+    if restored:
+        line += "; " + ", ".join(restored)
+    if t.errors:
+        line += (
+            "; NOT removed: "
+            + "; ".join(t.errors)
+            + f" (retry: egressguard lab down --prefix {t.prefix})"
+        )
+    return line + "."
 
 
 def _enforce_probe_read(

@@ -268,7 +268,8 @@ def _run(args: argparse.Namespace) -> int:
     dots = "..." if ascii_only or not _can_encode(sys.stderr, "…") else "…"
 
     def progress(message: str) -> None:
-        print(f"{message}{dots}", file=sys.stderr, flush=True)
+        # Steps under way end in dots; a finished statement ends with its full stop.
+        print(message if message.endswith(".") else message + dots, file=sys.stderr, flush=True)
 
     progress(f"loading {', '.join(_shown(p) for p in paths)}")
     manifests = calico.load_paths(paths)
@@ -279,10 +280,8 @@ def _run(args: argparse.Namespace) -> int:
         emit_json(report.to_json())
     else:
         sys.stdout.write(labrun.render_text(report, ascii_only=ascii_only))
-    if report.teardown is not None:
-        print(_down_summary(report.teardown.to_json()), file=sys.stderr)
-        for err in report.teardown.errors:
-            print(f"error: {err}", file=sys.stderr)
+    if report.teardown is not None and report.teardown.errors:
+        return 1  # the lab is not (wholly) removed: the progress line said what is left
     return 0 if report.ok else 1
 
 
