@@ -638,17 +638,23 @@ def _run_follow(args: argparse.Namespace) -> int:
         if not synced.wait(timeout=30):
             sys.stderr.write("pod watch: no pod list after 30 s; going on without it\n")
 
+    pruned = [time.monotonic()]
+
     def apply_changes() -> None:
+        pods = enrichment.pods
+        if pods is None:
+            return
+        if time.monotonic() - pruned[0] > 60:  # forget long-gone pods now and then
+            pruned[0] = time.monotonic()
+            pods.prune(time.time())
         while True:
             try:
                 change = changes.get_nowait()
             except queue.Empty:
                 return
             now = time.time()
-            pods = enrichment.pods
             if change.type == "SYNC":
                 pods.resync(change.pods, now=now)
-                pods.prune(now)
             else:
                 pods.observe(change.pod, now=now, deleted=change.type == "DELETED")
 
