@@ -20,8 +20,17 @@ Encoding (from ``nft --debug=netlink`` on this machine and ``linux/netfilter/nf_
   chain flushes the chain, ``NFT_MSG_NEWRULE`` appends ``return`` with the comment in the
   rule's user data (``NFTNL_UDATA_RULE_COMMENT``), as ``nft`` stores ``comment "..."``.
 
+IPv4 element lists are built with NumPy (every element of a family has the same layout, so a
+template row is repeated and the keys written into it): a 1% change of a 200k-range set is
+thousands of elements, and encoding them one by one in Python cost as much as the kernel's
+work.
+
 Network namespaces: the socket is opened by a short-lived thread that first enters the
-namespace with ``setns(2)``; a socket stays in the namespace it was created in.
+namespace with ``setns(2)``; a socket stays in the namespace it was created in. An
+:class:`NfNetlink` keeps its socket open between calls (the agent makes one per namespace
+and reuses it for every update and marker read); it opens a new one when the namespace behind
+the name changed (``ip netns del`` and ``add`` again), and after any error, so that a late
+answer to an old request can never be read as the answer to a new one.
 """
 
 from __future__ import annotations
@@ -34,10 +43,13 @@ import struct
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from egressguard.errors import DataplaneError, EnvironmentProblem
 
-__all__ = ["ElementBatch", "NfNetlink", "read_rule_comments"]
+__all__ = ["ElementBatch", "NfNetlink", "element_chunks", "read_rule_comments"]
 
 NETLINK_NETFILTER = 12
 NLM_F_REQUEST = 0x1
@@ -125,6 +137,11 @@ def _nft_type(msg: int) -> int:
 
 
 def _interval_elements(ranges: Iterable[tuple[int, int]], width: int) -> list[bytes]:
+    """One ``NFTA_LIST_ELEM`` per element, range by range (the reference encoding).
+
+    Used for IPv6 and for a range that ends at the family's last address; IPv4 goes through
+    :func:`_v4_pairs`, which a unit test holds byte-equal to this function.
+    """
     size = width // 8
     top = (1 << width) - 1
     end_flags = _attr(NFTA_SET_ELEM_FLAGS, struct.pack(">I", NFT_SET_ELEM_INTERVAL_END))
@@ -144,6 +161,70 @@ def _interval_elements(ranges: Iterable[tuple[int, int]], width: int) -> list[by
     return out
 
 
+# An IPv4 range [first, last] with last < 255.255.255.255 is always these 40 bytes: a start
+# element (16) and an end element (24); only the two keys differ from range to range.
+_V4_PAIR = np.frombuffer(b"".join(_interval_elements([(0, 0)], 32)), dtype=np.uint8).copy()
+_V4_PAIR_SIZE = 40
+_V4_FIRST_AT = 12  # list elem header, key header, data header: 3 x 4 bytes
+_V4_LAST_AT = 16 + 12  # the end key: after the 16-byte start element and 3 headers
+if _V4_PAIR.size != _V4_PAIR_SIZE:  # pragma: no cover - a layout change would be a bug
+    raise AssertionError("unexpected IPv4 element layout")
+
+
+def _v4_pairs(first: Any, last: Any) -> Any:
+    """``(n, 40)`` uint8 rows: the start and end elements of each IPv4 range (last < top)."""
+    count = int(first.shape[0])
+    rows = np.empty((count, _V4_PAIR_SIZE), dtype=np.uint8)
+    rows[:] = _V4_PAIR
+    rows[:, _V4_FIRST_AT : _V4_FIRST_AT + 4] = (
+        np.asarray(first, dtype=np.int64).astype(">u4").view(np.uint8).reshape(count, 4)
+    )
+    rows[:, _V4_LAST_AT : _V4_LAST_AT + 4] = (
+        (np.asarray(last, dtype=np.int64) + 1).astype(">u4").view(np.uint8).reshape(count, 4)
+    )
+    return rows
+
+
+def element_chunks(ranges: Sequence[tuple[int, int]] | Any, family: int) -> list[bytes]:
+    """Element-list payloads for ``ranges``, each below ``_CHUNK_BYTES``; a range's start and
+    end element always travel in the same message.
+
+    ``ranges`` is a sequence of inclusive ``(first, last)`` pairs or an ``(n, 2)`` integer
+    array (IPv4 only).
+    """
+    if family == 4:
+        pairs = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+        if pairs.shape[0] == 0:
+            return []
+        top = 0xFFFFFFFF
+        closed = pairs[:, 1] != top
+        rows = _v4_pairs(pairs[closed, 0], pairs[closed, 1])
+        per_chunk = _CHUNK_BYTES // _V4_PAIR_SIZE
+        chunks = [rows[i : i + per_chunk].tobytes() for i in range(0, rows.shape[0], per_chunk)]
+        if not closed.all():  # a range up to 255.255.255.255: one open start element
+            tail = b"".join(
+                _interval_elements([(int(f), top) for f in pairs[~closed, 0].tolist()], 32)
+            )
+            if chunks and len(chunks[-1]) + len(tail) <= _CHUNK_BYTES:
+                chunks[-1] += tail
+            else:
+                chunks.append(tail)
+        return chunks
+    chunks = []
+    current: list[bytes] = []
+    size = 0
+    for first, last in ranges:
+        one = b"".join(_interval_elements([(first, last)], 128))
+        if current and size + len(one) > _CHUNK_BYTES:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(one)
+        size += len(one)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
+
+
 @dataclass(frozen=True, slots=True)
 class ElementBatch:
     """One set's element changes: inclusive ranges to delete and to add."""
@@ -159,6 +240,19 @@ def _libc_setns(fd: int) -> None:
     if libc.setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+def _namespace_identity(netns: str | None) -> tuple[int, int] | None:
+    """``(device, inode)`` of the namespace behind ``/run/netns/NAME`` (``None``: our own)."""
+    if netns is None:
+        return None
+    try:
+        found = os.stat(f"/run/netns/{netns}")
+    except FileNotFoundError as exc:
+        raise DataplaneError(f"network namespace {netns!r} does not exist") from exc
+    except OSError as exc:
+        raise DataplaneError(f"cannot look at network namespace {netns!r}: {exc}") from exc
+    return found.st_dev, found.st_ino
 
 
 def _open_socket(netns: str | None) -> socket.socket:
@@ -209,18 +303,69 @@ _ERRNO_MEANING = {
     errno.EINVAL: "the kernel rejected the request as invalid",
 }
 
+_RCVBUF = 4 << 20
+
 
 class NfNetlink:
-    """A NETLINK_NETFILTER socket for our table's element updates and marker reads."""
+    """A NETLINK_NETFILTER socket for our table's element updates and marker reads.
+
+    The socket is opened at first use and kept (see the module docstring); ``close()`` closes
+    it, and so does leaving a ``with`` block. One request at a time (a lock serialises
+    callers from several threads).
+    """
 
     def __init__(self, netns: str | None = None, *, timeout: float = 30.0) -> None:
         self.netns = netns
         self.timeout = timeout
         self._seq = (os.getpid() << 12) & 0x7FFFFFFF
+        self._sock: socket.socket | None = None
+        self._identity: tuple[int, int] | None = None
+        self._sndbuf = 0
+        self._lock = threading.Lock()
+        #: How many sockets this object opened (tests check that updates reuse one).
+        self.opened = 0
+
+    def __enter__(self) -> NfNetlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        """Close the socket (a later call opens a new one)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0x7FFFFFFF
         return self._seq
+
+    def _socket(self) -> socket.socket:
+        identity = _namespace_identity(self.netns)
+        if self._sock is not None and identity == self._identity:
+            return self._sock
+        self.close()
+        try:
+            sock = _open_socket(self.netns)
+        except OSError as exc:
+            raise DataplaneError(f"cannot open a netlink socket: {exc}") from exc
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
+        except PermissionError as exc:
+            sock.close()
+            raise EnvironmentProblem(
+                "cannot size the netlink socket buffers", hint="run as root"
+            ) from exc
+        sock.settimeout(self.timeout)
+        self._sock, self._identity, self._sndbuf = sock, identity, 0
+        self.opened += 1
+        return sock
 
     def update_elements(
         self,
@@ -235,111 +380,106 @@ class NfNetlink:
         ``marker`` is ``(chain, comment)``: the chain is flushed and gets one ``return`` rule
         carrying the comment. Raises ``DataplaneError`` (nothing changed) on any refusal.
         """
+        messages = self._element_messages(table, batches, family)
+        if marker is not None:
+            messages.extend(self._marker_messages(table, *marker, family=family))
+        if messages:
+            self._transact(messages)
+
+    def _element_messages(
+        self, table: str, batches: Sequence[ElementBatch], family: int
+    ) -> list[tuple[int, bytes, str]]:
         messages: list[tuple[int, bytes, str]] = []  # (seq, bytes, description)
         for kind, msg in (("delete", NFT_MSG_DELSETELEM), ("add", NFT_MSG_NEWSETELEM)):
             flags = NLM_F_REQUEST | NLM_F_ACK | (NLM_F_CREATE if kind == "add" else 0)
             for batch in batches:
                 ranges = batch.removed if kind == "delete" else batch.added
-                if not ranges:
+                if len(ranges) == 0:
                     continue
-                width = 32 if batch.family == 4 else 128
                 head = _attr(NFTA_SET_ELEM_LIST_TABLE, _cstr(table)) + _attr(
                     NFTA_SET_ELEM_LIST_SET, _cstr(batch.set_name)
                 )
-                chunk: list[bytes] = []
-                size = 0
-                elements = _interval_elements(ranges, width)
-                for index, element in enumerate(elements):
-                    chunk.append(element)
-                    size += len(element)
-                    if size >= _CHUNK_BYTES or index == len(elements) - 1:
-                        seq = self._next_seq()
-                        body = head + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, *chunk)
-                        messages.append(
-                            (
-                                seq,
-                                _message(_nft_type(msg), flags, seq, body, family),
-                                f"{kind} elements of set {batch.set_name}",
-                            )
+                for chunk in element_chunks(ranges, batch.family):
+                    seq = self._next_seq()
+                    body = head + _attr(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, chunk)
+                    messages.append(
+                        (
+                            seq,
+                            _message(_nft_type(msg), flags, seq, body, family),
+                            f"{kind} elements of set {batch.set_name}",
                         )
-                        chunk, size = [], 0
-        if marker is not None:
-            chain, comment = marker
-            where = _attr(NFTA_RULE_TABLE, _cstr(table)) + _attr(NFTA_RULE_CHAIN, _cstr(chain))
-            seq = self._next_seq()
-            messages.append(
-                (
-                    seq,
-                    _message(
-                        _nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST | NLM_F_ACK, seq, where, family
-                    ),
-                    f"flush chain {chain}",
-                )
-            )
-            verdict = _nest(
-                NFTA_IMMEDIATE_DATA,
-                _nest(NFTA_DATA_VERDICT, _attr(NFTA_VERDICT_CODE, struct.pack(">i", NFT_RETURN))),
-            )
-            expr = _nest(
-                NFTA_LIST_ELEM,
-                _attr(NFTA_EXPR_NAME, _cstr("immediate")),
-                _nest(
-                    NFTA_EXPR_DATA,
-                    _attr(NFTA_IMMEDIATE_DREG, struct.pack(">I", NFT_REG_VERDICT)),
-                    verdict,
-                ),
-            )
-            text = _cstr(comment)
-            if len(text) > 255:
-                raise DataplaneError("marker comment too long for a rule's user data")
-            udata = struct.pack("=BB", NFTNL_UDATA_RULE_COMMENT, len(text)) + text
-            body = where + _nest(NFTA_RULE_EXPRESSIONS, expr) + _attr(NFTA_RULE_USERDATA, udata)
-            seq = self._next_seq()
-            messages.append(
-                (
-                    seq,
-                    _message(
-                        _nft_type(NFT_MSG_NEWRULE),
-                        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND,
-                        seq,
-                        body,
-                        family,
-                    ),
-                    f"write the marker in chain {chain}",
-                )
-            )
-        if not messages:
-            return
-        self._transact(messages)
+                    )
+        return messages
+
+    def _marker_messages(
+        self, table: str, chain: str, comment: str, *, family: int
+    ) -> list[tuple[int, bytes, str]]:
+        where = _attr(NFTA_RULE_TABLE, _cstr(table)) + _attr(NFTA_RULE_CHAIN, _cstr(chain))
+        flush_seq = self._next_seq()
+        flush = _message(
+            _nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST | NLM_F_ACK, flush_seq, where, family
+        )
+        verdict = _nest(
+            NFTA_IMMEDIATE_DATA,
+            _nest(NFTA_DATA_VERDICT, _attr(NFTA_VERDICT_CODE, struct.pack(">i", NFT_RETURN))),
+        )
+        expr = _nest(
+            NFTA_LIST_ELEM,
+            _attr(NFTA_EXPR_NAME, _cstr("immediate")),
+            _nest(
+                NFTA_EXPR_DATA,
+                _attr(NFTA_IMMEDIATE_DREG, struct.pack(">I", NFT_REG_VERDICT)),
+                verdict,
+            ),
+        )
+        text = _cstr(comment)
+        if len(text) > 255:
+            raise DataplaneError("marker comment too long for a rule's user data")
+        udata = struct.pack("=BB", NFTNL_UDATA_RULE_COMMENT, len(text)) + text
+        body = where + _nest(NFTA_RULE_EXPRESSIONS, expr) + _attr(NFTA_RULE_USERDATA, udata)
+        add_seq = self._next_seq()
+        add = _message(
+            _nft_type(NFT_MSG_NEWRULE),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND,
+            add_seq,
+            body,
+            family,
+        )
+        return [
+            (flush_seq, flush, f"flush chain {chain}"),
+            (add_seq, add, f"write the marker in chain {chain}"),
+        ]
 
     def _transact(self, messages: list[tuple[int, bytes, str]]) -> None:
-        begin = _batch_marker(NFNL_MSG_BATCH_BEGIN, self._next_seq())
-        end = _batch_marker(NFNL_MSG_BATCH_END, self._next_seq())
-        data = begin + b"".join(m for _, m, _ in messages) + end
-        described = {seq: what for seq, _, what in messages}
-        try:
-            sock = _open_socket(self.netns)
-        except OSError as exc:
-            raise DataplaneError(f"cannot open a netlink socket: {exc}") from exc
-        with sock:
+        with self._lock:
+            begin = _batch_marker(NFNL_MSG_BATCH_BEGIN, self._next_seq())
+            end = _batch_marker(NFNL_MSG_BATCH_END, self._next_seq())
+            data = begin + b"".join(m for _, m, _ in messages) + end
+            described = {seq: what for seq, _, what in messages}
+            sock = self._socket()
             try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 65536)
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+                if len(data) + 65536 > self._sndbuf:
+                    self._sndbuf = len(data) + 65536
+                    sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, self._sndbuf)
+                sock.sendall(data)
+                self._collect_acks(sock, described)
             except PermissionError as exc:
+                self.close()
                 raise EnvironmentProblem(
                     "cannot size the netlink socket buffers", hint="run as root"
                 ) from exc
-            sock.settimeout(self.timeout)
-            try:
-                sock.sendall(data)
-                self._collect_acks(sock, described)
             except TimeoutError as exc:
+                self.close()
                 raise DataplaneError(
                     f"the kernel did not answer the element update within {self.timeout:g} s",
                     transient=True,
                 ) from exc
             except OSError as exc:
+                self.close()
                 raise DataplaneError(f"netlink element update failed: {exc}") from exc
+            except BaseException:
+                self.close()  # a refusal: answers to the rest of the batch may still be queued
+                raise
 
     @staticmethod
     def _collect_acks(sock: socket.socket, described: dict[int, str]) -> None:
@@ -352,7 +492,7 @@ class NfNetlink:
                 length, kind, _flags, seq, _pid = _HEADER.unpack_from(data, offset)
                 if length < 16:
                     break
-                if kind == NLMSG_ERROR:
+                if kind == NLMSG_ERROR and seq in described:
                     (code,) = struct.unpack_from("=i", data, offset + 16)
                     if code:
                         errors.append((seq, -code))
@@ -380,45 +520,51 @@ class NfNetlink:
         A rule dump filtered by table and chain reads no set elements: it is cheap whatever the
         size of the sets, unlike ``nft list chain``.
         """
-        seq = self._next_seq()
-        body = _attr(NFTA_RULE_TABLE, _cstr(table)) + _attr(NFTA_RULE_CHAIN, _cstr(chain))
-        request = _message(
-            _nft_type(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, seq, body, family
-        )
-        try:
-            sock = _open_socket(self.netns)
-        except OSError as exc:
-            raise DataplaneError(f"cannot open a netlink socket: {exc}") from exc
-        comments: list[str] = []
-        with sock:
-            sock.settimeout(self.timeout)
+        with self._lock:
+            seq = self._next_seq()
+            body = _attr(NFTA_RULE_TABLE, _cstr(table)) + _attr(NFTA_RULE_CHAIN, _cstr(chain))
+            request = _message(
+                _nft_type(NFT_MSG_GETRULE), NLM_F_REQUEST | NLM_F_DUMP, seq, body, family
+            )
+            sock = self._socket()
             try:
                 sock.sendall(request)
-                while True:
-                    data = sock.recv(1 << 20)
-                    offset = 0
-                    while offset + 16 <= len(data):
-                        length, kind, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
-                        if length < 16:
-                            return comments
-                        if kind == NLMSG_DONE:
-                            return comments
-                        if kind == NLMSG_ERROR:
-                            (code,) = struct.unpack_from("=i", data, offset + 16)
-                            if code in (0, -errno.ENOENT):
-                                return comments
-                            raise DataplaneError(f"cannot list chain {chain}: {os.strerror(-code)}")
-                        if kind == _nft_type(NFT_MSG_NEWRULE):
-                            comment = _rule_comment(data[offset + 20 : offset + length])
-                            if comment is not None:
-                                comments.append(comment)
-                        offset += (length + 3) & ~3
+                return self._dump_comments(sock, seq, chain)
             except TimeoutError as exc:
+                self.close()
                 raise DataplaneError(
                     "the kernel did not answer a rule dump", transient=True
                 ) from exc
             except OSError as exc:
+                self.close()
                 raise DataplaneError(f"netlink rule dump failed: {exc}") from exc
+            except BaseException:
+                self.close()
+                raise
+
+    @staticmethod
+    def _dump_comments(sock: socket.socket, seq: int, chain: str) -> list[str]:
+        comments: list[str] = []
+        while True:
+            data = sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, got_seq, _pid = _HEADER.unpack_from(data, offset)
+                if length < 16:
+                    raise DataplaneError("the kernel sent a malformed netlink message")
+                if got_seq == seq:
+                    if kind == NLMSG_DONE:
+                        return comments
+                    if kind == NLMSG_ERROR:
+                        (code,) = struct.unpack_from("=i", data, offset + 16)
+                        if code in (0, -errno.ENOENT):
+                            return comments
+                        raise DataplaneError(f"cannot list chain {chain}: {os.strerror(-code)}")
+                    if kind == _nft_type(NFT_MSG_NEWRULE):
+                        comment = _rule_comment(data[offset + 20 : offset + length])
+                        if comment is not None:
+                            comments.append(comment)
+                offset += (length + 3) & ~3
 
 
 def _attrs(data: bytes) -> Iterable[tuple[int, bytes]]:
@@ -447,5 +593,6 @@ def _rule_comment(payload: bytes) -> str | None:
 
 
 def read_rule_comments(table: str, chain: str, netns: str | None = None) -> list[str]:
-    """Shortcut for ``NfNetlink(netns).rule_comments(table, chain)``."""
-    return NfNetlink(netns).rule_comments(table, chain)
+    """Shortcut for ``NfNetlink(netns).rule_comments(table, chain)`` (a socket of its own)."""
+    with NfNetlink(netns) as link:
+        return link.rule_comments(table, chain)

@@ -57,6 +57,9 @@ class Nftables(Protocol):
     def read_marker(self) -> str | None:
         """The marker comment of the table in the kernel, cheaply; ``None`` if none."""
 
+    def close(self) -> None:
+        """Release what the adapter keeps open between calls (a netlink socket)."""
+
 
 _NFT_ERROR = re.compile(
     r"^(?P<where>[^:\n]*):(?P<line>\d+):(?P<cols>[\d-]+): Error: (?P<msg>.*)$", re.MULTILINE
@@ -94,7 +97,12 @@ def _hint(text: str) -> str | None:
 
 
 class NftCli:
-    """The real adapter: the ``nft`` binary plus nfnetlink element batches."""
+    """The real adapter: the ``nft`` binary plus nfnetlink element batches.
+
+    Element updates and marker reads share one netlink socket per adapter, opened at first
+    use (entering a namespace costs a thread and ``setns``; the agent would pay it on every
+    update); ``close()`` releases it.
+    """
 
     def __init__(
         self,
@@ -110,6 +118,18 @@ class NftCli:
         self.nft = nft
         self.timeout = timeout
         self.netlink = netlink
+        self._link: nfnetlink.NfNetlink | None = None
+
+    def _netlink(self) -> nfnetlink.NfNetlink:
+        """The netlink socket of this adapter, opened once and reused (see ``close``)."""
+        if self._link is None:
+            self._link = nfnetlink.NfNetlink(self.netns, timeout=self.timeout)
+        return self._link
+
+    def close(self) -> None:
+        """Close the netlink socket, if one is open (the next call opens another)."""
+        if self._link is not None:
+            self._link.close()
 
     def _run(self, args: Sequence[str], *, script: str | None = None, action: str) -> bytes:
         result = self.runner.run(
@@ -175,14 +195,12 @@ class NftCli:
         batches = [
             nfnetlink.ElementBatch(c.name, c.family, c.removed, c.added) for c in plan.changes
         ]
-        nfnetlink.NfNetlink(self.netns, timeout=self.timeout).update_elements(
+        self._netlink().update_elements(
             ir.TABLE_NAME, batches, marker=(render.MARKER_CHAIN, plan.marker)
         )
 
     def read_marker(self) -> str | None:
-        comments = nfnetlink.NfNetlink(self.netns, timeout=self.timeout).rule_comments(
-            ir.TABLE_NAME, render.MARKER_CHAIN
-        )
+        comments = self._netlink().rule_comments(ir.TABLE_NAME, render.MARKER_CHAIN)
         return comments[0] if comments else None
 
 
@@ -353,6 +371,9 @@ class FakeNftables:
         marker_chain.rules = [f'return comment "{plan.marker}"']
         self.tables = work
         self.updates.append(plan)
+
+    def close(self) -> None:
+        """Nothing is held open; kept for the protocol."""
 
     def read_marker(self) -> str | None:
         table = self.tables.get((ir.TABLE_FAMILY, ir.TABLE_NAME))

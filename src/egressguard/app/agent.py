@@ -118,11 +118,15 @@ def load_inputs(paths: Sequence[str | Path], endpoints_path: str | Path | None =
 
 
 def compile_inputs(
-    inputs: Inputs, options: nft_compile.Options | None = None
+    inputs: Inputs,
+    options: nft_compile.Options | None = None,
+    *,
+    cache: nft_compile.AddressCache | None = None,
 ) -> nft_compile.Compiled:
-    """The compiled table for ``inputs`` (``options``: defaults when ``None``)."""
+    """The compiled table for ``inputs`` (``options``: defaults when ``None``; ``cache``: parsed
+    network sets of the previous compile, see ``nft.compile.AddressCache``)."""
     return nft_compile.compile_table(
-        inputs.manifests, inputs.endpoints, options or nft_compile.Options()
+        inputs.manifests, inputs.endpoints, options or nft_compile.Options(), cache=cache
     )
 
 
@@ -206,7 +210,7 @@ def apply_compiled(
     ``DataplaneError`` with the kernel unchanged.
     """
     start = time.perf_counter()
-    wanted = render.marker(render.structure_digest(table), render.content_digest(table.sets))
+    wanted = render.table_marker(table)
     if dry_run:
         nft.check(render.script(table))
         return ApplyResult(
@@ -221,11 +225,7 @@ def apply_compiled(
             "unchanged", "the kernel already holds this table", time.perf_counter() - start
         )
     plan = diff.plan(previous, table) if previous is not None else None
-    previous_marker = (
-        render.marker(render.structure_digest(previous), render.content_digest(previous.sets))
-        if previous is not None
-        else None
-    )
+    previous_marker = render.table_marker(previous) if previous is not None else None
     if plan is not None and plan.kind == "elements" and current_marker == previous_marker:
         try:
             nft.update(plan)
@@ -274,6 +274,8 @@ class Agent:
     log: Callable[[dict[str, Any]], None] = _log_line
     clock: Callable[[], float] = time.monotonic
     applied: ir.Table | None = field(default=None, init=False)
+    #: Parsed network sets of the last compile: a reload parses only what changed.
+    cache: nft_compile.AddressCache = field(default_factory=nft_compile.AddressCache, init=False)
     failures: int = field(default=0, init=False)
     _stat: tuple[Any, ...] | None = field(default=None, init=False)
     _digest: str | None = field(default=None, init=False)
@@ -325,7 +327,7 @@ class Agent:
                         "refusing to apply: " + "; ".join(findings),
                         hint="fix the policies, or run the agent with --force",
                     )
-            compiled = compile_inputs(inputs, self.options)
+            compiled = compile_inputs(inputs, self.options, cache=self.cache)
             result = apply_compiled(self.nft, compiled.table, previous=self.applied)
         except EgressguardError as exc:
             self._digest = None
@@ -351,9 +353,7 @@ class Agent:
         self._verified_at = now
         if self.applied is None:
             return None
-        wanted = render.marker(
-            render.structure_digest(self.applied), render.content_digest(self.applied.sets)
-        )
+        wanted = render.table_marker(self.applied)
         try:
             found = self.nft.read_marker()
         except EgressguardError as exc:
@@ -398,10 +398,13 @@ class Agent:
             }
         )
         steps = 0
-        while not stop.is_set():
-            self.step()
-            steps += 1
-            if max_steps is not None and steps >= max_steps:
-                break
-            stop.wait(self.interval)
+        try:
+            while not stop.is_set():
+                self.step()
+                steps += 1
+                if max_steps is not None and steps >= max_steps:
+                    break
+                stop.wait(self.interval)
+        finally:
+            self.nft.close()
         self.log({"event": "stopped"})

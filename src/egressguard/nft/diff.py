@@ -74,9 +74,7 @@ class Plan:
 
     @property
     def marker(self) -> str:
-        return render.marker(
-            render.structure_digest(self.table), render.content_digest(self.table.sets)
-        )
+        return render.table_marker(self.table)
 
     def script(self) -> str:
         if self.kind == "unchanged":
@@ -102,7 +100,7 @@ class Plan:
 def range_changes(old: CidrSet, new: CidrSet) -> tuple[tuple[Range, ...], tuple[Range, ...]]:
     """``(removed, added)``: ranges of ``old`` not exactly in ``new``, and the reverse.
 
-    Vectorised for IPv4 (a world-size set has ~10^5 ranges); a range that grows, shrinks or
+    Vectorised for IPv4 (a world-size set has ~10^5 ranges). A range that grows, shrinks or
     splits appears once on each side.
     """
     if old.family != new.family:
@@ -110,20 +108,39 @@ def range_changes(old: CidrSet, new: CidrSet) -> tuple[tuple[Range, ...], tuple[
     if old == new:
         return (), ()
     if old.family == 4:
-        of, ol = old.range_arrays()
-        nf, nl = new.range_arrays()
-        shift, mask = np.uint64(32), np.uint64(0xFFFFFFFF)
-        old_keys = (of.astype(np.uint64) << shift) | ol.astype(np.uint64)
-        new_keys = (nf.astype(np.uint64) << shift) | nl.astype(np.uint64)
-        gone = np.setdiff1d(old_keys, new_keys, assume_unique=True)
-        came = np.setdiff1d(new_keys, old_keys, assume_unique=True)
-        return (
-            tuple(zip((gone >> shift).tolist(), (gone & mask).tolist(), strict=True)),
-            tuple(zip((came >> shift).tolist(), (came & mask).tolist(), strict=True)),
-        )
+        return _v4_changes(old, new)
     old_ranges = set(old.ranges())
     new_ranges = set(new.ranges())
     return tuple(sorted(old_ranges - new_ranges)), tuple(sorted(new_ranges - old_ranges))
+
+
+def _v4_changes(old: CidrSet, new: CidrSet) -> tuple[tuple[Range, ...], tuple[Range, ...]]:
+    # Each range as one 64-bit key (first, last); both key lists are sorted (canonical ranges),
+    # so a stable sort of the two lists together is one linear merge (timsort). A key seen
+    # twice is a range of both sets; a key seen once is removed (old) or added (new).
+    of, ol = old.range_arrays()
+    nf, nl = new.range_arrays()
+    shift = np.uint64(32)
+    keys = np.concatenate(
+        (
+            of.astype(np.uint64) << shift | ol.astype(np.uint64),
+            nf.astype(np.uint64) << shift | nl.astype(np.uint64),
+        )
+    )
+    order = np.argsort(keys, kind="stable")
+    merged = keys[order]
+    twice = np.zeros(keys.shape[0], dtype=bool)
+    same = merged[1:] == merged[:-1]
+    twice[1:] |= same
+    twice[:-1] |= same
+    once = order[~twice]
+    split = of.shape[0]
+    gone = once[once < split]
+    came = once[once >= split] - split
+    return (
+        tuple(zip(of[gone].tolist(), ol[gone].tolist(), strict=True)),
+        tuple(zip(nf[came].tolist(), nl[came].tolist(), strict=True)),
+    )
 
 
 def plan(current: ir.Table | TableView | None, new: ir.Table) -> Plan:

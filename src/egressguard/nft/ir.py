@@ -434,6 +434,11 @@ class Table:
     chains: tuple[Chain, ...] = ()
     name: str = TABLE_NAME
     family: str = field(default=TABLE_FAMILY, init=False)
+    #: Values derived from the table and kept with it (the renderer's digests: a table is
+    #: compared with the kernel's marker several times per update). Not part of the value.
+    memo: dict[str, str] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         _check_name("table", self.name)

@@ -46,6 +46,7 @@ __all__ = [
     "rule_text",
     "script",
     "structure_digest",
+    "table_marker",
     "update_script",
 ]
 
@@ -227,8 +228,11 @@ def _body_lines(table: ir.Table, *, with_elements: bool) -> list[str]:
 
 def structure_digest(table: ir.Table) -> str:
     """16 hex digits over everything but set elements (sets' names/types, chains, rules)."""
-    text = "\n".join(_body_lines(table, with_elements=False))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    found = table.memo.get("structure")
+    if found is None:
+        text = "\n".join(_body_lines(table, with_elements=False))
+        found = table.memo["structure"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return found
 
 
 def _range_bytes(elements: CidrSet) -> bytes:
@@ -254,6 +258,15 @@ def marker(structure: str, content: str) -> str:
     return f"{MARKER_PREFIX} structure={structure} content={content}"
 
 
+def table_marker(table: ir.Table) -> str:
+    """``marker(structure_digest(table), content_digest(table.sets))``, computed once per table
+    (hashing a 200k-range set takes milliseconds, and an update compares markers often)."""
+    found = table.memo.get("marker")
+    if found is None:
+        found = table.memo["marker"] = marker(structure_digest(table), content_digest(table.sets))
+    return found
+
+
 def parse_marker(comment: str | None) -> tuple[str, str] | None:
     """``(structure, content)`` from a marker comment; ``None`` if it is not one of ours."""
     if comment is None:
@@ -274,7 +287,7 @@ def _marker_chain_lines(comment: str) -> list[str]:
 def script(table: ir.Table) -> str:
     """The full-replace transaction for ``table`` (see the module docstring)."""
     name = f"{table.family} {table.name}"
-    stamp = marker(structure_digest(table), content_digest(table.sets))
+    stamp = table_marker(table)
     lines = [
         f"table {name}",
         f"delete table {name}",

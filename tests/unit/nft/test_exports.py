@@ -47,6 +47,7 @@ PUBLIC = {
         "rule_text",
         "script",
         "structure_digest",
+        "table_marker",
         "update_script",
     },
     "egressguard.nft.diff": {"Plan", "SetChange", "TableView", "plan", "range_changes"},
@@ -59,7 +60,13 @@ PUBLIC = {
         "element_range",
         "parse_script",
     },
-    "egressguard.nft.compile": {"Compiled", "EndpointSummary", "Options", "compile_table"},
+    "egressguard.nft.compile": {
+        "AddressCache",
+        "Compiled",
+        "EndpointSummary",
+        "Options",
+        "compile_table",
+    },
     "egressguard.nft.endpoints": {
         "API_VERSION",
         "DEFAULT",
@@ -70,7 +77,12 @@ PUBLIC = {
         "load_text",
     },
     "egressguard.adapters.nftables": {"FakeNftables", "NftCli", "Nftables", "nft_error"},
-    "egressguard.adapters.nfnetlink": {"ElementBatch", "NfNetlink", "read_rule_comments"},
+    "egressguard.adapters.nfnetlink": {
+        "ElementBatch",
+        "NfNetlink",
+        "element_chunks",
+        "read_rule_comments",
+    },
     "egressguard.app.agent": {
         "SAFETY_FLOWS",
         "Agent",
