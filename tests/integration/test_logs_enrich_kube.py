@@ -236,3 +236,31 @@ def test_cli_follow_kube_attributes_a_reused_address_by_time(
         (2, None, None),
         (3, "prod", "new"),
     ]
+
+
+def test_cli_parse_kube_lists_the_pods_once(
+    api: KubeApi,
+    pods: PodsApi,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from egressguard.cli import main
+
+    monkeypatch.delenv("NODE_NAME", raising=False)
+
+    pods.create(pod("web", "10.244.1.5", created="2020-01-01T00:00:00Z"))
+    pods.create(pod("far", "10.244.2.5", node="node-2", created="2020-01-01T00:00:00Z"))
+    log = tmp_path / "messages"
+    log.write_text(
+        LINE.format(time=stamp(time.time()), src="10.244.1.5", n=1, port=1) + "\n"
+        + LINE.format(time=stamp(time.time()), src="10.244.2.5", n=2, port=2) + "\n"
+    )  # fmt: skip
+    args = ["logs", "parse", str(log), "--kube", "--kubeconfig", str(api.kubeconfig)]
+    assert main([*args, "--node", "node-1"]) == 0
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [e["src_pod"] for e in events] == ["web", None]  # the other node's pod is not listed
+    assert main(args) == 0  # no node: every pod of the cluster
+    events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [e["src_pod"] for e in events] == ["web", "far"]
+    assert pods.watch_requests == []  # parse lists, it does not watch
