@@ -221,7 +221,7 @@ def test_cli_follow_kube_attributes_a_reused_address_by_time(
         pods.delete("prod", "old")
         time.sleep(3)  # past the old span's end and its slack
         pods.create(pod("new", "10.244.1.5"))
-        time.sleep(1.5)  # the change reaches the follower, the clocks move on
+        time.sleep(3)  # the change reaches the follower (its watch), the clocks move on
         with log.open("a") as fh:
             fh.write(LINE.format(time=stamp(time.time()), src="10.244.1.5", n=3, port=40003) + "\n")
         out, err = proc.communicate(timeout=60)
