@@ -39,6 +39,27 @@ def test_command_is_a_valid_follow_invocation() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+def test_pods_of_this_node_are_watched_with_read_only_rights() -> None:
+    """--kube attributes sources to pods; the node comes from the downward API and the
+    service account may only read pods."""
+    (container,) = daemonset()["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert args.kube is True
+    assert args.dedup_window == 2.0
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    (role,) = [d for d in DOCS if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    (binding,) = [d for d in DOCS if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    account = daemonset()["spec"]["template"]["spec"]["serviceAccountName"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": "egressguard-system"}
+    ]
+
+
 def test_host_logs_are_read_only_and_the_pod_is_unprivileged() -> None:
     spec = daemonset()["spec"]["template"]["spec"]
     (container,) = spec["containers"]
@@ -51,5 +72,4 @@ def test_host_logs_are_read_only_and_the_pod_is_unprivileged() -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["readOnlyRootFilesystem"] is True
     assert security["capabilities"]["drop"] == ["ALL"]
-    assert spec["automountServiceAccountToken"] is False
     assert container["image"] == "ghcr.io/egressguard/egressguard:0.1.0"
