@@ -22,7 +22,7 @@ import yaml
 from egressguard.errors import ManifestError
 from egressguard.problems import Path, Problem
 
-__all__ = ["Document", "dump_documents", "load_file", "load_text"]
+__all__ = ["Document", "dump_documents", "load_file", "load_text", "nearest_line"]
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -51,6 +51,17 @@ _STR, _TIMESTAMP, _MAP, _SEQ = (_TAG + name for name in ("str", "timestamp", "ma
 NODE_BUDGET = 5_000_000
 
 
+def nearest_line(lines: Mapping[Path, int], path: Sequence[str | int], default: int) -> int:
+    """The line recorded for ``path`` or for its nearest recorded ancestor, else ``default``."""
+    key = tuple(path)
+    while key:
+        found = lines.get(key)
+        if found is not None:
+            return found
+        key = key[:-1]
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """One YAML document: its plain data plus where each path starts in the source."""
@@ -63,13 +74,7 @@ class Document:
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """The 1-based line of ``path``, or of its nearest ancestor that has one."""
-        key = tuple(path)
-        while key:
-            found = self.lines.get(key)
-            if found is not None:
-                return found
-            key = key[:-1]
-        return self.line
+        return nearest_line(self.lines, path, self.line)
 
     def locate(self, problem: Problem, path: Sequence[str | int] | None = None) -> Problem:
         """Attach this document's file, index and the line of ``path`` to ``problem``."""

@@ -24,7 +24,7 @@ PUBLIC = {
         "UsageError",
     },
     "egressguard.problems": {"Path", "Problem", "format_path"},
-    "egressguard.yamlio": {"Document", "dump_documents", "load_file", "load_text"},
+    "egressguard.yamlio": {"Document", "dump_documents", "load_file", "load_text", "nearest_line"},
 }
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, TypeAlias
 
 from egressguard.problems import Path, Problem
+from egressguard.yamlio import nearest_line
 
 __all__ = [
     "API_V1",
@@ -189,13 +190,7 @@ class Origin:
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """The 1-based line of ``path`` or of its nearest ancestor that has one."""
-        key = tuple(path)
-        while key:
-            found = self.lines.get(key)
-            if found is not None:
-                return found
-            key = key[:-1]
-        return self.line
+        return nearest_line(self.lines, path, self.line)
 
     def locate(self, problem: Problem, path: Sequence[str | int] | None = None) -> Problem:
         """``problem`` with this origin's file, document index and the line of ``path``."""
