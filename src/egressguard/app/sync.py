@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import enum
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +41,14 @@ from typing import Any
 
 from egressguard.adapters.kube import CALICO_KINDS, CalicoApi, ClusterClient, ObjectRef
 from egressguard.errors import InputError, KubeError, ManifestError, SafetyError
+from egressguard.render.ownership import (
+    BLOCKLIST_LABEL,
+    CONTENT_HASH_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    content_hash,
+    ownership_labels,
+)
 
 __all__ = [
     "APPLY_ORDER",
@@ -62,11 +69,6 @@ __all__ = [
     "prepare",
     "sync",
 ]
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "egressguard"
-BLOCKLIST_LABEL = "egressguard.io/blocklist"
-CONTENT_HASH_ANNOTATION = "egressguard.io/content-hash"
 
 APPLY_ORDER: tuple[str, ...] = ("Tier", "GlobalNetworkSet", "GlobalNetworkPolicy")
 """Dependency order of the kinds; deletions use the reverse."""
@@ -186,43 +188,10 @@ class SyncResult:
 # --------------------------------------------------------------------------- ownership, hashing
 
 
-def ownership_labels(blocklist: str) -> dict[str, str]:
-    """The labels that mark an object as egressguard's, for one blocklist."""
-    return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, BLOCKLIST_LABEL: blocklist}
-
-
 def is_owned(obj: Mapping[str, Any], blocklist: str) -> bool:
     """True when ``obj`` carries both ownership labels with these values."""
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return all(labels.get(key) == value for key, value in ownership_labels(blocklist).items())
-
-
-def _canonical(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    annotations = {
-        key: value
-        for key, value in (meta.get("annotations") or {}).items()
-        if key != CONTENT_HASH_ANNOTATION
-    }
-    body = {
-        key: value for key, value in obj.items() if key not in ("apiVersion", "metadata", "status")
-    }
-    return {
-        "name": meta.get("name"),
-        "namespace": meta.get("namespace"),
-        "labels": meta.get("labels") or {},
-        "annotations": annotations,
-        "body": body,
-    }
-
-
-def content_hash(obj: Mapping[str, Any]) -> str:
-    """``sha256:<hex>`` over the canonical JSON of what egressguard sets on an object.
-
-    Independent of the API group, of key order and of the hash annotation itself.
-    """
-    text = json.dumps(_canonical(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def prepare(

@@ -10,8 +10,8 @@ may carry them. Each object also carries ``egressguard.io/content-hash``: a SHA-
 egressguard sets on it (name, namespace, labels, other annotations and every top-level field
 but ``apiVersion``/``metadata``/``status``). The API group is left out on purpose, so the same
 build rendered for ``crd.projectcalico.org/v1`` and ``projectcalico.org/v3`` hashes alike, and a
-sync can skip any object whose live hash is the one it would write. ``app.sync.content_hash``
-computes the same value (a test holds the two together).
+sync can skip any object whose live hash is the one it would write; ``app.sync`` uses these
+very definitions.
 """
 
 from __future__ import annotations
