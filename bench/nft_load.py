@@ -20,7 +20,7 @@ rounds (median of ``--rounds``, methods interleaved so machine noise hits all of
 * ``ipset restore``: ``hash:net`` with the same CIDRs (the kernel's floor: no nft parsing);
 * ``egressguard 1% change``: 1% of the CIDRs replaced by new ones (1% removed, 1% added) and
   applied by the agent's path: compile the changed resources with the agent's
-  ``AddressCache`` (it holds the previous version of the network set, as after the agent's
+  ``CompileCache`` (it holds the previous version of the network set, as after the agent's
   previous reload), then ``apply_compiled`` with the previous table: marker check → plan →
   element-only update (one nfnetlink batch on the adapter's socket). ``compile`` and
   ``apply`` are its two parts; ``egressguard 1-range change`` is the same path for one added
@@ -248,7 +248,7 @@ def measure(
         def ipset() -> None:
             record("ipset restore", scratch.run(["ipset", "restore", "-f", str(ipset_file)]))
 
-        cache = nft_compile.AddressCache()
+        cache = nft_compile.CompileCache()
 
         def changed(gns_new: GlobalNetworkSet, key: str, plan_script: bool) -> None:
             # The agent's state after its previous change: the old table in the kernel, the

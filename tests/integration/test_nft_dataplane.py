@@ -596,3 +596,49 @@ def test_adapter_round_trip_element_updates_and_flush_touch_only_our_table(
         timeout=30,
     ).stdout
     assert "someone_else" in tables
+
+
+def test_one_netlink_socket_serves_every_update_until_the_namespace_is_replaced(
+    scratch_ns: str,
+) -> None:
+    from egressguard.cidr.sets import CidrSet
+    from egressguard.nft import diff, ir
+
+    def table(v4: list[str]) -> ir.Table:
+        return ir.Table(
+            (ir.IntervalSet("s4", 4, CidrSet(4, v4)),),
+            (
+                ir.Chain(
+                    "out",
+                    (ir.Rule((ir.AddrInSet("daddr", 4, "s4"),), verdict=ir.DROP),),
+                    ir.Hook("output"),
+                ),
+            ),
+        )
+
+    one, two = table(["203.0.113.0/25", "198.51.100.7/32"]), table(["203.0.113.0/24"])
+    nft = NftCli(scratch_ns)
+    try:
+        nft.apply(render.script(one))
+        for i in range(10):
+            old, new = (one, two) if i % 2 == 0 else (two, one)
+            nft.update(diff.plan(old, new))
+            assert nft.read_marker() == render.table_marker(new)
+        assert nft.link.opened == 1
+        # A refused update (the plan is stale) changes nothing and closes the socket, so that
+        # answers still queued for it are never read as answers to the next request.
+        with pytest.raises(DataplaneError, match="nothing was changed"):
+            nft.update(diff.plan(two, one))
+        assert nft.read_marker() == render.table_marker(one)
+        assert nft.link.opened == 2
+        # The same name, a new namespace: the old socket would still talk to the old one.
+        subprocess.run(["ip", "netns", "del", scratch_ns], check=True, timeout=30)
+        subprocess.run(["ip", "netns", "add", scratch_ns], check=True, timeout=30)
+        assert nft.read_marker() is None
+        nft.apply(render.script(one))
+        nft.update(diff.plan(one, two))
+        kernel = state.from_json(nft.list_table() or {})
+        assert kernel.set_elements() == {"s4": (4, two.sets[0].elements)}
+        assert nft.link.opened == 3
+    finally:
+        nft.close()

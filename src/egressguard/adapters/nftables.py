@@ -120,8 +120,9 @@ class NftCli:
         self.netlink = netlink
         self._link: nfnetlink.NfNetlink | None = None
 
-    def _netlink(self) -> nfnetlink.NfNetlink:
-        """The netlink socket of this adapter, opened once and reused (see ``close``)."""
+    @property
+    def link(self) -> nfnetlink.NfNetlink:
+        """The netlink channel of this adapter: one socket, opened at first use and reused."""
         if self._link is None:
             self._link = nfnetlink.NfNetlink(self.netns, timeout=self.timeout)
         return self._link
@@ -195,12 +196,10 @@ class NftCli:
         batches = [
             nfnetlink.ElementBatch(c.name, c.family, c.removed, c.added) for c in plan.changes
         ]
-        self._netlink().update_elements(
-            ir.TABLE_NAME, batches, marker=(render.MARKER_CHAIN, plan.marker)
-        )
+        self.link.update_elements(ir.TABLE_NAME, batches, marker=(render.MARKER_CHAIN, plan.marker))
 
     def read_marker(self) -> str | None:
-        comments = self._netlink().rule_comments(ir.TABLE_NAME, render.MARKER_CHAIN)
+        comments = self.link.rule_comments(ir.TABLE_NAME, render.MARKER_CHAIN)
         return comments[0] if comments else None
 
 

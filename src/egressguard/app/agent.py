@@ -10,8 +10,11 @@ module; the lab calls the compiler and the adapter directly.
    otherwise the table is replaced in one transaction;
 2. every ``interval`` seconds, look at the manifest directory and the endpoints file (names,
    sizes, modification times; contents are hashed only when those moved): on a change,
-   recompile and apply the *difference*: when only set contents changed, one batch of element
-   deletions and additions (:mod:`egressguard.adapters.nfnetlink`), else a full replace;
+   recompile (with the agent's ``CompileCache``: unchanged network sets are not parsed again,
+   changed ones only where they changed, and unchanged chains are reused) and apply the
+   *difference*: when only set contents changed, one batch of element deletions and
+   additions (:mod:`egressguard.adapters.nfnetlink`, on the adapter's one socket), else a
+   full replace;
 3. every ``verify_interval`` seconds, re-read the marker: if someone flushed or changed the
    table, it is replaced again.
 
@@ -121,10 +124,10 @@ def compile_inputs(
     inputs: Inputs,
     options: nft_compile.Options | None = None,
     *,
-    cache: nft_compile.AddressCache | None = None,
+    cache: nft_compile.CompileCache | None = None,
 ) -> nft_compile.Compiled:
     """The compiled table for ``inputs`` (``options``: defaults when ``None``; ``cache``: parsed
-    network sets of the previous compile, see ``nft.compile.AddressCache``)."""
+    network sets of the previous compile, see ``nft.compile.CompileCache``)."""
     return nft_compile.compile_table(
         inputs.manifests, inputs.endpoints, options or nft_compile.Options(), cache=cache
     )
@@ -275,7 +278,7 @@ class Agent:
     clock: Callable[[], float] = time.monotonic
     applied: ir.Table | None = field(default=None, init=False)
     #: Parsed network sets of the last compile: a reload parses only what changed.
-    cache: nft_compile.AddressCache = field(default_factory=nft_compile.AddressCache, init=False)
+    cache: nft_compile.CompileCache = field(default_factory=nft_compile.CompileCache, init=False)
     failures: int = field(default=0, init=False)
     _stat: tuple[Any, ...] | None = field(default=None, init=False)
     _digest: str | None = field(default=None, init=False)

@@ -40,6 +40,7 @@ policies of tiers that do not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import re
@@ -59,7 +60,9 @@ from egressguard.calico.model import (
     ContainerPort,
     EntityRule,
     GlobalNetworkPolicy,
+    GlobalNetworkSet,
     Namespace,
+    NetworkSet,
     Policy,
     PolicyType,
     Port,
@@ -73,7 +76,7 @@ from egressguard.errors import SelectorError
 from egressguard.nft import ir, render
 from egressguard.nft.endpoints import DEFAULT, Endpoints, Host, Workload
 
-__all__ = ["AddressCache", "Compiled", "EndpointSummary", "Options", "compile_table"]
+__all__ = ["CompileCache", "Compiled", "EndpointSummary", "Options", "compile_table"]
 
 #: IPv6 neighbour discovery (RS, RA, NS, NA, redirect): never subject to policy.
 ND_TYPES = (133, 134, 135, 136, 137)
@@ -217,7 +220,7 @@ class _Parsed:
     ``index`` is kept only when every entry is one CIDR or address, all were accepted, and no
     two overlap. Then the addresses of any subset of the entries are the set's addresses minus
     those of the other entries, which is what makes an incremental update exact (see
-    :meth:`AddressCache.addresses`). The index belongs to the newest version of the set: an
+    :meth:`CompileCache.addresses`). The index belongs to the newest version of the set: an
     incremental update moves it on.
     """
 
@@ -240,20 +243,26 @@ def _disjoint_cidrs(distinct: int, addresses: AddressSet) -> bool:
     return distinct == addresses.v4.cidr_count + addresses.v6.cidr_count
 
 
-class AddressCache:
-    """Parsed network sets kept from one compile to the next (the agent's reloads).
+class CompileCache:
+    """What one compile keeps for the next (the agent's reloads): parsed network sets and the
+    table's structure.
 
-    A large network set is parsed once; when the next compile sees the same ``nets`` (by
-    value: a reload builds new objects) it reuses the result, and when they changed a little
-    it parses only the entries that came and went: the new addresses are the old ones minus
-    the removed entries plus the added ones, exact because the entries are known not to
-    overlap (``_Parsed``). Anything else (ranges, rejected entries, overlaps, a change of more
-    than a quarter of the entries) is parsed in full, so the result is always what a fresh
-    parse gives; a property test holds the two together.
+    *Network sets.* A large network set is parsed once; when the next compile sees the same
+    ``nets`` (by value: a reload builds new objects) it reuses the result, and when they
+    changed a little it parses only the entries that came and went: the new addresses are the
+    old ones minus the removed entries plus the added ones, exact because the entries are
+    known not to overlap (``_Parsed``). Anything else (ranges, rejected entries, overlaps, a
+    change of more than a quarter of the entries) is parsed in full. Entries are keyed by the
+    owner's description (``GlobalNetworkSet blocked``); those that a compile did not use are
+    dropped when it ends, so the cache holds one generation.
 
-    Entries are keyed by the owner's description (``GlobalNetworkSet blocked``); those that a
-    compile did not use are dropped when it ends, so the cache holds one generation. Not for
-    use by two compiles at once.
+    *Structure.* When every input but the network sets' ``nets`` is equal to the previous
+    compile's (resources with ``nets`` left out, endpoints, options, which families each set
+    has addresses of, and the notes), the chains are the same: only the selector sets are
+    rebuilt from the entities they reached (``_Structure``).
+
+    Either way the result is what a compile without a cache gives; a property test holds the
+    two together. Not for use by two compiles at once.
     """
 
     #: Smaller sets are parsed every time: the bookkeeping would cost more than the parse.
@@ -267,9 +276,16 @@ class AddressCache:
     def __init__(self) -> None:
         self._entries: dict[str, _Parsed] = {}
         self._used: set[str] = set()
-        #: How each lookup was answered (``reused``, ``incremental``, ``parsed``), for tests
-        #: and the benchmark.
-        self.counts: dict[str, int] = {"reused": 0, "incremental": 0, "parsed": 0}
+        self.structure: _Structure | None = None
+        #: How each network set was answered (``reused``, ``incremental``, ``parsed``) and each
+        #: structure (``same structure``, ``compiled``), for tests and the benchmark.
+        self.counts: dict[str, int] = {
+            "reused": 0,
+            "incremental": 0,
+            "parsed": 0,
+            "same structure": 0,
+            "compiled": 0,
+        }
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -313,7 +329,7 @@ class AddressCache:
         if (
             not result.issues
             and result.entries == len(nets)
-            and len(nets) <= AddressCache.MAX_INDEXED
+            and len(nets) <= CompileCache.MAX_INDEXED
             and "-" not in text
         ):
             distinct = list(dict.fromkeys(nets))
@@ -331,7 +347,7 @@ class AddressCache:
         present = np.zeros(len(index.texts), dtype=bool)
         present[rows[rows >= 0]] = True
         gone_rows = np.flatnonzero(index.alive & ~present)
-        if len(added) + gone_rows.shape[0] > max(AddressCache.MIN_ENTRIES, len(nets) // 4):
+        if len(added) + gone_rows.shape[0] > max(CompileCache.MIN_ENTRIES, len(nets) // 4):
             return None  # a big change: parsing it all is cheaper
         if any("-" in text for text in added):
             return None  # a range: parse it all
@@ -351,7 +367,7 @@ class AddressCache:
             addresses[f].address_count == kept[f].address_count + came[f].address_count
             for f in (4, 6)
         )
-        if not disjoint or len(nets) > AddressCache.MAX_INDEXED:
+        if not disjoint or len(nets) > CompileCache.MAX_INDEXED:
             return _Parsed(nets, addresses, (), None)
         # Move the index on to this version (the old version's entry is replaced by ours).
         for text in removed:
@@ -400,13 +416,40 @@ def _cut(whole: CidrSet, holes: CidrSet) -> CidrSet:
     return CidrSet.from_range_arrays(4, starts[keep], ends[keep] - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _SetRecipe:
+    """How a selector set was made: the entities (indices) with addresses of its family."""
+
+    family: Family
+    name: str
+    comment: str
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Structure:
+    """A compiled table without its set elements, and the inputs it was compiled from."""
+
+    key: tuple[Any, ...]
+    chains: tuple[ir.Chain, ...]
+    recipes: tuple[_SetRecipe, ...]
+    endpoints: tuple[EndpointSummary, ...]
+    notes: tuple[str, ...]
+
+
+def _without_nets(resource: Any) -> Any:
+    if isinstance(resource, GlobalNetworkSet | NetworkSet):
+        return dataclasses.replace(resource, nets=())
+    return resource
+
+
 class _Compiler:
     def __init__(
         self,
         manifests: Manifests,
         endpoints: Endpoints,
         options: Options,
-        cache: AddressCache | None = None,
+        cache: CompileCache | None = None,
     ) -> None:
         self.manifests = manifests
         self.endpoints = endpoints
@@ -416,8 +459,9 @@ class _Compiler:
         self.entities = self._entities()
         self.sets: dict[tuple[Family, str], ir.IntervalSet] = {}
         self.chains: list[ir.Chain] = []
-        self._reach: dict[str, tuple[_Entity, ...]] = {}
+        self._reach: dict[str, tuple[int, ...]] = {}
         self._selector_sets: dict[tuple[Family, str], str | None] = {}
+        self._recipes: dict[tuple[Family, str], _SetRecipe] = {}
 
     def _namespace(self, name: str) -> Namespace:
         return self.endpoints.namespace(name) or self.manifests.namespace(name)
@@ -485,29 +529,65 @@ class _Compiler:
     def _workload_labels(self, wl: Workload) -> dict[str, str]:
         return wl.as_pod().calico_labels(self._namespace(wl.namespace))
 
-    def reach(self, selector: sel.Selector) -> tuple[_Entity, ...]:
+    def _reached(self, selector: sel.Selector) -> tuple[int, ...]:
         key = str(selector)
         found = self._reach.get(key)
         if found is None:
-            found = tuple(e for e in self.entities if selector.matches(e.labels))
+            found = tuple(i for i, e in enumerate(self.entities) if selector.matches(e.labels))
             self._reach[key] = found
         return found
+
+    def reach(self, selector: sel.Selector) -> tuple[_Entity, ...]:
+        return tuple(self.entities[i] for i in self._reached(selector))
 
     def selector_set(self, selector: sel.Selector, family: Family) -> str | None:
         """The name of the interval set of what ``selector`` reaches, or None if empty."""
         key = (family, str(selector))
         if key in self._selector_sets:
             return self._selector_sets[key]
-        members = [e.addresses[family] for e in self.reach(selector)]
-        members = [m for m in members if m]
+        members = tuple(i for i in self._reached(selector) if self.entities[i].addresses[family])
         name: str | None = None
         if members:
-            elements = union_all(members)
             digest = hashlib.sha256(key[1].encode()).hexdigest()[:12]
             name = f"sel{family}-{digest}"
-            self.sets[key] = ir.IntervalSet(name, family, elements, _comment(key[1]))
+            recipe = _SetRecipe(family, name, _comment(key[1]), members)
+            self._recipes[key] = recipe
+            self.sets[key] = self._build_set(recipe)
         self._selector_sets[key] = name
         return name
+
+    def _build_set(self, recipe: _SetRecipe) -> ir.IntervalSet:
+        elements = union_all([self.entities[i].addresses[recipe.family] for i in recipe.members])
+        return ir.IntervalSet(recipe.name, recipe.family, elements, recipe.comment)
+
+    # -- reuse ---------------------------------------------------------------------------
+
+    def structure_key(self) -> tuple[Any, ...]:
+        """Everything the chains depend on: all inputs but the network sets' ``nets``."""
+        m = self.manifests
+        return (
+            tuple(_without_nets(r) for r in m.resources),
+            m.converted,
+            self.endpoints,
+            self.options,
+            tuple((bool(e.addresses.v4), bool(e.addresses.v6)) for e in self.entities),
+            tuple(self.notes),
+        )
+
+    def structure(self, key: tuple[Any, ...], compiled: Compiled) -> _Structure:
+        order = sorted(self._recipes, key=lambda k: (k[0], k[1]))
+        return _Structure(
+            key,
+            compiled.table.chains,
+            tuple(self._recipes[k] for k in order),
+            compiled.endpoints,
+            compiled.notes,
+        )
+
+    def rebuild(self, structure: _Structure) -> Compiled:
+        """The table of ``structure`` with set elements from this compile's entities."""
+        sets = tuple(self._build_set(recipe) for recipe in structure.recipes)
+        return Compiled(ir.Table(sets, structure.chains), structure.endpoints, structure.notes)
 
     # -- rules -------------------------------------------------------------------------
 
@@ -870,11 +950,11 @@ def compile_table(
     endpoints: Endpoints = DEFAULT,
     options: Options = Options(),
     *,
-    cache: AddressCache | None = None,
+    cache: CompileCache | None = None,
 ) -> Compiled:
     """Compile resources (a ``Manifests`` or resources) for this host's ``endpoints``.
 
-    ``cache`` keeps parsed network sets for the next compile (see :class:`AddressCache`); the
+    ``cache`` keeps parsed network sets for the next compile (see :class:`CompileCache`); the
     result is the same with or without it.
 
     Raises ``InputError`` when a log prefix cannot be encoded for a policy (see
@@ -882,7 +962,18 @@ def compile_table(
     """
     if not isinstance(manifests, Manifests):
         manifests = Manifests.of(manifests)
-    compiled = _Compiler(manifests, endpoints, options, cache).compile()
-    if cache is not None:
-        cache.sweep()
+    compiler = _Compiler(manifests, endpoints, options, cache)
+    if cache is None:
+        return compiler.compile()
+    key = compiler.structure_key()
+    known = cache.structure
+    if known is not None and known.key == key:
+        compiled = compiler.rebuild(known)
+        cache.counts["same structure"] += 1
+    else:
+        cache.structure = None  # a failing compile must not leave a stale structure behind
+        compiled = compiler.compile()
+        cache.structure = compiler.structure(key, compiled)
+        cache.counts["compiled"] += 1
+    cache.sweep()
     return compiled

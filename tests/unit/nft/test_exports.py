@@ -61,7 +61,7 @@ PUBLIC = {
         "parse_script",
     },
     "egressguard.nft.compile": {
-        "AddressCache",
+        "CompileCache",
         "Compiled",
         "EndpointSummary",
         "Options",
