@@ -261,6 +261,8 @@ def test_the_deployment_contract_pod_name_and_namespace_from_the_environment(
         assert obj["metadata"]["namespace"] == "ops"
         assert obj["metadata"]["name"] == "egressguard-controller"
         assert obj["spec"]["holderIdentity"] == "egressguard-controller-7d9f-x1"
+        (started,) = controller.events("started")
+        assert started["state_dir"] == str(tmp_path / "state" / "demo")
     finally:
         controller.stop()
     assert controller.proc.returncode == 0

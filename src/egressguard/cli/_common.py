@@ -11,7 +11,7 @@ from typing import Any
 
 from egressguard.errors import UsageError
 
-__all__ = ["emit_json", "expand_paths", "new_parser", "read_inputs"]
+__all__ = ["emit_json", "expand_paths", "new_parser", "read_inputs", "state_root"]
 
 
 def new_parser(
@@ -74,3 +74,28 @@ def read_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
             yield raw, Path(raw).read_bytes()
         except OSError as exc:
             raise UsageError(f"{raw}: cannot read: {exc.strerror or exc}") from exc
+
+
+#: The controller's state volume (deploy/controller); used when it exists and is writable.
+POD_STATE_DIR = "/var/lib/egressguard"
+
+
+def state_root(given: str | None) -> str:
+    """Where the sources' last good copies and records live, for build, apply and controller.
+
+    ``--state-dir`` when given, else ``$EGRESSGUARD_STATE_DIR``, else ``/var/lib/egressguard``
+    when it is a writable directory (the controller's volume), else
+    ``$XDG_STATE_HOME/egressguard`` or ``~/.local/state/egressguard``.
+    """
+    import os
+
+    if given:
+        return given
+    env = os.environ.get("EGRESSGUARD_STATE_DIR")
+    if env:
+        return env
+    pod_volume = Path(POD_STATE_DIR)
+    if pod_volume.is_dir() and os.access(pod_volume, os.W_OK | os.X_OK):
+        return str(pod_volume)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "egressguard")

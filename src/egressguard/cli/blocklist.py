@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from egressguard.cli._common import emit_json, new_parser, read_inputs
+from egressguard.cli._common import emit_json, new_parser, read_inputs, state_root
 
 __all__ = ["register"]
 
@@ -274,27 +274,15 @@ def _register_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--state-dir",
         metavar="DIR",
         help="last good copies of the sources (default: $EGRESSGUARD_STATE_DIR, else "
+        "/var/lib/egressguard when it is a writable directory, else "
         "$XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory per "
-        "blocklist",
+        "blocklist, shared with `egressguard apply` and the controller",
     )
     parser.add_argument(
         "--ca-file", metavar="PEM", help="extra CA certificates to trust for HTTPS sources"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
     parser.set_defaults(handler=_run_build)
-
-
-def _state_dir(given: str | None) -> str:
-    import os
-    from pathlib import Path
-
-    if given:
-        return given
-    env = os.environ.get("EGRESSGUARD_STATE_DIR")
-    if env:
-        return env
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "egressguard")
 
 
 def _build_outputs(values: list[str]) -> tuple[str | None, str]:
@@ -348,7 +336,7 @@ def _run_build(args: argparse.Namespace) -> int:
     fetcher = HttpxFetcher(
         progress=NullProgress() if args.quiet else auto_progress(), ca_file=args.ca_file
     )
-    state = DirectoryStateStore(Path(_state_dir(args.state_dir)) / config.name)
+    state = DirectoryStateStore(Path(state_root(args.state_dir)) / config.name)
     loader = SourceLoader(fetcher=fetcher, state=state)
     try:
         result = build_mod.build(config, loader=loader, previous=previous, force=args.force)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from egressguard.cli._common import emit_json, new_parser
+from egressguard.cli._common import emit_json, new_parser, state_root
 
 __all__ = ["register"]
 
@@ -48,26 +48,6 @@ def _add_state_option(parser: argparse.ArgumentParser) -> None:
         "else $XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory "
         "per blocklist, shared with `egressguard build`",
     )
-
-
-def _state_root(given: str | None) -> str:
-    """Where the sources' state lives: the ``build`` default, plus the controller's volume."""
-    import os
-    from pathlib import Path
-
-    if given:
-        return given
-    env = os.environ.get("EGRESSGUARD_STATE_DIR")
-    if env:
-        return env
-    pod_volume = Path(_POD_STATE_DIR)
-    if pod_volume.is_dir() and os.access(pod_volume, os.W_OK | os.X_OK):
-        return str(pod_volume)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "egressguard")
-
-
-_POD_STATE_DIR = "/var/lib/egressguard"
 
 
 def _load_config_or_report(path: str, fmt: str) -> Any:
@@ -201,7 +181,7 @@ def _run_apply(args: argparse.Namespace) -> int:
     config = _load_config_or_report(args.config, args.output)
     if config is None:
         return 1
-    root = Path(_state_root(args.state_dir)) / config.name
+    root = Path(state_root(args.state_dir)) / config.name
     loader = _loader(config, str(root.parent), ca_file=args.ca_file, quiet=args.quiet)
     records = DirectoryRecordStore(root)
     with connect(args.kubeconfig, context=args.context) as client:
@@ -352,7 +332,7 @@ def _run_status(args: argparse.Namespace) -> int:
         config = _load_config_or_report(args.config, args.output)
         if config is None:
             return 1
-        root = Path(_state_root(args.state_dir)) / config.name
+        root = Path(state_root(args.state_dir)) / config.name
         state = DirectoryStateStore(root)
         records = DirectoryRecordStore(root)
         blocklist = config.name
@@ -564,9 +544,9 @@ def _run_controller(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     identity = _identity(args.identity)
-    state_root = _state_root(args.state_dir)
-    loader = _loader(config, state_root, ca_file=args.ca_file, quiet=True)
-    records = DirectoryRecordStore(Path(state_root) / config.name)
+    root = state_root(args.state_dir)
+    loader = _loader(config, root, ca_file=args.ca_file, quiet=True)
+    records = DirectoryRecordStore(Path(root) / config.name)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -621,7 +601,7 @@ def _run_controller(args: argparse.Namespace) -> int:
                 "identity": identity,
                 "blocklist": config.name,
                 "listen": f"{bound_host}:{bound_port}",
-                "state_dir": str(Path(state_root) / config.name),
+                "state_dir": str(Path(root) / config.name),
                 "lease": (
                     f"{election.namespace}/{election.name}" if election is not None else None
                 ),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from egressguard.cli import cluster, main
+from egressguard.cli import _common, blocklist, cluster, main
 
 
 @pytest.mark.parametrize(
@@ -70,15 +70,17 @@ def test_apply_reports_config_problems_with_their_lines(
 
 
 def test_the_state_directory_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build, apply and the controller resolve the state directory the same way."""
     monkeypatch.setenv("EGRESSGUARD_STATE_DIR", str(tmp_path / "env"))
-    assert cluster._state_root(None) == str(tmp_path / "env")
-    assert cluster._state_root(str(tmp_path / "given")) == str(tmp_path / "given")
+    assert _common.state_root(None) == str(tmp_path / "env")
+    assert _common.state_root(str(tmp_path / "given")) == str(tmp_path / "given")
     monkeypatch.delenv("EGRESSGUARD_STATE_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(cluster, "_POD_STATE_DIR", str(tmp_path / "pod"))
-    assert cluster._state_root(None) == str(tmp_path / "xdg" / "egressguard")
+    monkeypatch.setattr(_common, "POD_STATE_DIR", str(tmp_path / "pod"))
+    assert _common.state_root(None) == str(tmp_path / "xdg" / "egressguard")
     (tmp_path / "pod").mkdir()  # the controller's volume in the Deployment
-    assert cluster._state_root(None) == str(tmp_path / "pod")
+    assert _common.state_root(None) == str(tmp_path / "pod")
+    assert cluster.state_root is blocklist.state_root is _common.state_root
 
 
 def test_the_identity_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,5 +115,5 @@ def test_the_deployment_runs_a_command_this_cli_accepts_with_matching_ports_and_
     assert env["POD_NAME"] == "metadata.name"
     assert env["POD_NAMESPACE"] == "metadata.namespace"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert cluster._POD_STATE_DIR in mounts  # the state directory is the writable volume
+    assert _common.POD_STATE_DIR in mounts  # the state directory is the writable volume
     assert args.lease_name == "egressguard-controller"
