@@ -359,12 +359,14 @@ class CompileCache:
         gone = cidr_parse.parse("\n".join(removed)).addresses
         # The removed entries lie inside the old addresses and overlap no kept entry.
         old = entry.addresses
-        kept = AddressSet(_cut(old.v4, gone.v4), _cut(old.v6, gone.v6))
-        addresses = AddressSet(_join(kept.v4, came.v4), _join(kept.v6, came.v6))
+        addresses = AddressSet(
+            _replace(old.v4, gone.v4, came.v4), _replace(old.v6, gone.v6, came.v6)
+        )
         # Still no overlap when the added entries overlap neither each other (as many
         # canonical CIDRs as entries) nor the kept addresses (the sizes add up).
         disjoint = came.v4.cidr_count + came.v6.cidr_count == len(added) and all(
-            addresses[f].address_count == kept[f].address_count + came[f].address_count
+            addresses[f].address_count
+            == old[f].address_count - gone[f].address_count + came[f].address_count
             for f in (4, 6)
         )
         if not disjoint or len(nets) > CompileCache.MAX_INDEXED:
@@ -383,37 +385,31 @@ class CompileCache:
         return _Parsed(nets, addresses, (), index)
 
 
-def _join(one: CidrSet, other: CidrSet) -> CidrSet:
-    """``one | other``; for IPv4 one sort of both range lists (the general union is slower)."""
-    if not other:
-        return one
-    if one.family != 4 or not one:
-        return one | other
-    first, last = one.range_arrays()
-    other_first, other_last = other.range_arrays()
-    return CidrSet.from_range_arrays(
-        4, np.concatenate((first, other_first)), np.concatenate((last, other_last))
-    )
+def _replace(whole: CidrSet, holes: CidrSet, extra: CidrSet) -> CidrSet:
+    """``(whole - holes) | extra`` when every range of ``holes`` lies inside one range of
+    ``whole`` (removed entries of a set whose entries do not overlap).
 
-
-def _cut(whole: CidrSet, holes: CidrSet) -> CidrSet:
-    """``whole - holes`` when every range of ``holes`` lies inside one range of ``whole``.
-
-    Then the result's ranges start at each start of ``whole`` and after each hole, and end
-    before each hole and at each end of ``whole``: two sorts instead of a general set
-    difference (which builds the union of both boundary lists).
+    For IPv4 that is one canonical pass: the cut ranges start at each start of ``whole`` and
+    after each hole and end before each hole and at each end of ``whole`` (two merges of two
+    sorted runs each, linear for the stable sort), then ``extra`` joins them. The general set
+    operations build the union of both boundary lists per operation and cost several times
+    more on a world-size set.
     """
-    if not holes:
-        return whole
     if whole.family != 4:
-        return whole - holes
+        return (whole - holes) | extra
+    if not holes and not extra:
+        return whole
     first, last = whole.range_arrays()
     hole_first, hole_last = holes.range_arrays()
-    # Two sorted runs each: the stable sort (timsort) merges them in linear time.
     starts = np.sort(np.concatenate((first, hole_last + 1)), kind="stable")
     ends = np.sort(np.concatenate((hole_first, last + 1)), kind="stable")  # exclusive
     keep = starts < ends
-    return CidrSet.from_range_arrays(4, starts[keep], ends[keep] - 1)
+    extra_first, extra_last = extra.range_arrays()
+    return CidrSet.from_range_arrays(
+        4,
+        np.concatenate((starts[keep], extra_first)),
+        np.concatenate((ends[keep] - 1, extra_last)),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +431,8 @@ class _Structure:
     recipes: tuple[_SetRecipe, ...]
     endpoints: tuple[EndpointSummary, ...]
     notes: tuple[str, ...]
+    #: ``render.structure_digest`` of every table of this structure (it leaves out elements).
+    digest: str
 
 
 def _without_nets(resource: Any) -> Any:
@@ -582,12 +580,15 @@ class _Compiler:
             tuple(self._recipes[k] for k in order),
             compiled.endpoints,
             compiled.notes,
+            render.structure_digest(compiled.table),
         )
 
     def rebuild(self, structure: _Structure) -> Compiled:
         """The table of ``structure`` with set elements from this compile's entities."""
         sets = tuple(self._build_set(recipe) for recipe in structure.recipes)
-        return Compiled(ir.Table(sets, structure.chains), structure.endpoints, structure.notes)
+        table = ir.Table(sets, structure.chains)
+        table.memo["structure"] = structure.digest  # same chains and set definitions
+        return Compiled(table, structure.endpoints, structure.notes)
 
     # -- rules -------------------------------------------------------------------------
 
