@@ -555,7 +555,8 @@ class _Compiler:
         return name
 
     def _build_set(self, recipe: _SetRecipe) -> ir.IntervalSet:
-        elements = union_all([self.entities[i].addresses[recipe.family] for i in recipe.members])
+        members = [self.entities[i].addresses[recipe.family] for i in recipe.members]
+        elements = members[0] if len(members) == 1 else union_all(members)  # sets are values
         return ir.IntervalSet(recipe.name, recipe.family, elements, recipe.comment)
 
     # -- reuse ---------------------------------------------------------------------------
