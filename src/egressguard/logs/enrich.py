@@ -68,11 +68,6 @@ __all__ = [
 #: the layers keep ``logs`` from importing ``render``, a test holds the two together).
 BLOCKLIST_LABEL = "egressguard.io/blocklist"
 
-_IX = {name: i for i, name in enumerate(Event._fields)}
-_SET, _FEEDS, _COUNTRY = _IX["set"], _IX["feeds"], _IX["country"]
-_POD, _NAMESPACE, _REPEAT = _IX["src_pod"], _IX["src_namespace"], _IX["repeat_count"]
-_new_event = tuple.__new__
-
 
 # --------------------------------------------------------------------------------------------
 # destinations
@@ -419,9 +414,7 @@ class Deduper:
 
     @staticmethod
     def _emit(w: _Window) -> Event:
-        values = list(w.event)
-        values[_REPEAT] = w.count
-        return _new_event(Event, values)
+        return w.event._replace(repeat_count=w.count)
 
     def add(self, event: Event, when: float | None) -> list[Event]:
         """Take one event seen at ``when`` (seconds; ``None`` when unknown: it joins an open
@@ -484,16 +477,13 @@ class Enricher:
         return self.networks is not None or self.pods is not None
 
     def enrich(self, event: Event) -> Event:
-        values: list[Any] | None = None
+        changes: dict[str, Any] = {}
         if self.networks is not None and event.dst is not None:
             found = self.networks.lookup(event.dst)
             if found is not _NOWHERE:
-                values = list(event)
-                values[_SET], values[_FEEDS], values[_COUNTRY] = found
+                changes["set"], changes["feeds"], changes["country"] = found
         if self.pods is not None and event.src is not None:
             span = self.pods.lookup(event.src, event_epoch(event, naive_tz=self.naive_tz))
             if span is not None:
-                if values is None:
-                    values = list(event)
-                values[_POD], values[_NAMESPACE] = span.name, span.namespace
-        return event if values is None else _new_event(Event, values)
+                changes["src_pod"], changes["src_namespace"] = span.name, span.namespace
+        return event._replace(**changes) if changes else event

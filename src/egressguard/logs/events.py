@@ -1,10 +1,21 @@
 """Values the log parser produces: ``Event`` (one logged packet), ``Packet`` (the header embedded
 in an ICMP error) and ``Issue`` (a rejected line).
 
-Events are ``NamedTuple``s, not dataclasses, on purpose: the parser builds hundreds of thousands
-per second, and a 75-field frozen dataclass costs ~10 µs to construct while a tuple costs
-~0.3 µs. They are still immutable, typed and keyword-constructible; the enrichment step adds its
-fields with ``event._replace(set=..., country=...)``.
+Events are built hundreds of thousands of times per second, so their storage is chosen for the
+cost of building one: a frozen dataclass of 77 fields costs ~10 µs, a 77-field ``NamedTuple``
+~0.8 µs (the tuple is too large for Python's small-object allocator and is assembled from
+unpacked pieces). An ``Event`` is a tuple of 23 slots instead: the fields that vary from packet
+to packet are slots of their own, and each run of fields that a node repeats (the prefix and
+link header, the IPv4 header's LEN/TOS/PREC/TTL, the IP flags with the protocol, the TCP
+header, the rare tail, the enrichment) is one nested tuple the parser takes from its caches as
+it is, so an event costs one small tuple display (~0.2 µs). The layout is fixed, so two events
+are equal exactly when all their fields are; reading a field is one index (flat fields) or two
+(fields in a run).
+
+It is still immutable, typed and keyword-constructible, with ``NamedTuple``'s ``_fields``,
+``_field_defaults``, ``_asdict()`` and ``_replace()`` (the enrichment step adds its fields with
+``event._replace(set=..., country=...)``). Only its positional form differs: ``len``, indexing
+and iteration see the 23 slots, not the fields; ``_values()`` gives the fields in order.
 
 Field names follow the kernel's own order (``nf_log_syslog.c``); ``docs/log-events.md`` is the
 schema reference. Values are normalised: addresses as ``ipaddress`` prints them (IPv6
@@ -14,8 +25,10 @@ kernel's order, and absent fields as ``None``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import Any, ClassVar, NamedTuple, Self, dataclass_transform
 
 __all__ = [
     "ISSUE_CODES",
@@ -99,7 +112,120 @@ class Packet(NamedTuple):
     truncated: bool = False
 
 
-class Event(NamedTuple):
+def _run_getter(slot: int, index: int) -> Callable[[tuple[Any, ...]], Any]:
+    def get(self: tuple[Any, ...]) -> Any:
+        return self[slot][index]
+
+    return get
+
+
+@dataclass_transform(frozen_default=True)
+class _Record(tuple[Any, ...]):
+    """A record kept as a tuple of slots: a field has a slot of its own, or belongs to a run
+    of consecutive fields (``_runs``: first and last name) stored as one nested tuple.
+
+    Subclasses declare every field as an annotated class attribute with its default, in order,
+    as for a ``NamedTuple``; ``__init_subclass__`` turns each into a read-only property.
+    """
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]]
+    _field_defaults: ClassVar[dict[str, Any]]
+    _runs: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: per slot: the field indices it holds (start, stop) and whether they are a run
+    _layout: ClassVar[tuple[tuple[int, int, bool], ...]]
+    #: field name -> (slot, index in its run, or -1 when the slot is the field's own)
+    _where: ClassVar[dict[str, tuple[int, int]]]
+    _index: ClassVar[dict[str, int]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = tuple(cls.__annotations__)
+        defaults = {name: cls.__dict__[name] for name in names}
+        ends = {names.index(first): names.index(last) + 1 for first, last in cls._runs}
+        layout: list[tuple[int, int, bool]] = []
+        i = 0
+        while i < len(names):
+            stop = ends.get(i)
+            layout.append((i, stop, True) if stop is not None else (i, i + 1, False))
+            i = stop if stop is not None else i + 1
+        where: dict[str, tuple[int, int]] = {}
+        for slot, (first, stop, run) in enumerate(layout):
+            for i in range(first, stop):
+                where[names[i]] = (slot, i - first if run else -1)
+                getter = _run_getter(slot, i - first) if run else itemgetter(slot)
+                setattr(cls, names[i], property(getter, doc=f"The field {names[i]!r}."))
+        cls._fields = names
+        cls._field_defaults = defaults
+        cls._layout = tuple(layout)
+        cls._where = where
+        cls._index = {name: i for i, name in enumerate(names)}
+
+    @classmethod
+    def _pack(cls, values: list[Any] | tuple[Any, ...]) -> tuple[Any, ...]:
+        """The slots holding ``values`` (every field, in order)."""
+        return tuple(
+            tuple(values[first:stop]) if run else values[first] for first, stop, run in cls._layout
+        )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        values = list(cls._field_defaults.values())
+        if len(args) > len(values):
+            raise TypeError(f"{cls.__name__}() takes {len(values)} arguments, {len(args)} given")
+        values[: len(args)] = args
+        for name, value in kwargs.items():
+            i = cls._index.get(name)
+            if i is None:
+                raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {name!r}")
+            if i < len(args):
+                raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
+            values[i] = value
+        return tuple.__new__(cls, cls._pack(values))
+
+    def _values(self) -> tuple[Any, ...]:
+        """Every field's value, in field order."""
+        out: list[Any] = []
+        for item, (_, _, run) in zip(self, self._layout, strict=True):
+            if run:
+                out.extend(item)
+            else:
+                out.append(item)
+        return tuple(out)
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self._values(), strict=True))
+
+    def _replace(self, **changes: Any) -> Self:
+        """A copy with the named fields changed (``ValueError`` for an unknown name)."""
+        slots = list(self)
+        runs: dict[int, list[Any]] = {}
+        for name, value in changes.items():
+            place = self._where.get(name)
+            if place is None:
+                raise ValueError(
+                    f"Got unexpected field names: {sorted(set(changes) - set(self._where))!r}"
+                )
+            slot, index = place
+            if index < 0:
+                slots[slot] = value
+            else:
+                run = runs.get(slot)
+                if run is None:
+                    run = runs[slot] = list(slots[slot])
+                run[index] = value
+        for slot, run in runs.items():
+            slots[slot] = tuple(run)
+        return tuple.__new__(type(self), slots)
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # pickle and copy rebuild from the fields
+        return self._values()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(self._fields, self._values(), strict=True))
+        return f"{type(self).__name__}({shown})"
+
+
+class Event(_Record):
     """One packet the kernel logged, with where the line came from.
 
     Layer 1 (wrapper): ``line_no``, ``wrapper``, ``time`` (ISO 8601; RFC 3164 and ``dmesg -T``
@@ -122,6 +248,15 @@ class Event(NamedTuple):
     Enrichment (filled later, never by the parser): ``set``, ``feeds``, ``country``,
     ``src_pod``, ``src_namespace``, ``repeat_count``.
     """
+
+    _runs = (
+        ("prefix", "family"),
+        ("length", "ttl"),
+        ("tc", "proto_num"),
+        ("tcp_seq", "tcp_options"),
+        ("icmp_parameter", "mark"),
+        ("set", "repeat_count"),
+    )
 
     line_no: int = 0
     wrapper: str = "bare"

@@ -24,8 +24,9 @@ the uptime) costs about half of that again, the validation lookups the rest.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import chain, islice
 from typing import Any, NamedTuple
 
 from egressguard import logprefix
@@ -38,39 +39,46 @@ __all__ = ["LogParser", "ParseStats", "parse_line", "parse_lines", "prefix_match
 
 #: Longest line considered at all (journald JSON records are a few KiB; kernel records < 1 KiB).
 MAX_LINE = 65536
+#: Lines ``parse_lines`` takes at a time (small enough that a block's events stay in cache).
+BLOCK = 64
 
 # A number as the kernel prints it (%u: no sign, no leading zero), at most five digits; the
 # range (0-65535) is checked in Python, where the int is made anyway.
-_N16 = r"([1-9]\d{0,4}|0)"
+_N16 = r"([1-9][0-9]{0,4}+|0)"
 
 # The common payload: IPv4, TCP / UDP / ICMP echo, nothing optional but MAC, the IP flags and
 # MARK. The expression only finds the fields, with the cheapest constructs the regex engine
-# has (\S+, \d+, literals): character classes with ranges and alternations per octet cost more
-# than the whole rest of the line. Everything a group holds is then validated exactly in Python,
-# through caches of texts already seen valid (a node logs few distinct link headers,
-# TOS/TTL combinations, TCP tails and destinations), so each check is one dict lookup:
-#   1 prefix + IN/OUT/MAC    -> _LINK (prefix charset and length, interface names, MAC shape)
+# has: literals, possessive runs of \S (nothing to backtrack into: a space or '=' follows) and
+# [0-9]. Not \d: in a str pattern it is any Unicode decimal digit, a table lookup per
+# character that made the expression a third slower (and the kernel only prints ASCII).
+# Alternations per octet or per date part cost more than the whole rest of the line.
+# Everything a group holds is then validated exactly in Python, through caches of texts
+# already seen valid (a node logs few distinct link headers, TOS/TTL combinations, TCP tails
+# and destinations), so each check is one dict lookup:
+#   1 prefix + IN/OUT/MAC    -> LogParser._links (prefix charset and length, interface names,
+#                               MAC shape); the prefix is the text before the first '='
 #   2 3 SRC DST              -> _V4 (dotted quads, 0-255 without leading zeros)
 #   4 LEN TOS PREC TTL       -> _L3 (LEN as the general path reads it, the kernel's masks, u8)
 #   5 ID, 7 SPT, 9-11, 13 14 -> int() and <= 65535 (the pattern excludes leading zeros)
-#   6 IP flags               -> _IP_CHUNKS (CE DF MF in this order)
+#   6 IP flags               -> _IP_TCP/_IP_UDP/_IP_ICMP (CE DF MF in this order)
 #   8 TCP tail               -> _TCP_TAILS (DPT WINDOW RES flags URGP: ranges, mask, order)
 #   12 ICMP TYPE CODE        -> _ICMP_TC
 #   15 MARK                  -> %x without leading zeros, by the pattern
 _PAYLOAD = (
-    r"(.{0,127}?IN=\S* OUT=\S* (?:MAC=\S* )?)"  # 1
-    r"SRC=(\S+) DST=(\S+) "  # 2 3
-    r"LEN=(\d+ TOS=0x\S\S PREC=0x\S\S TTL=\d+) "  # 4
-    rf"ID={_N16} ([CDFME ]*)PROTO=(?:"  # 5 6
-    rf"TCP SPT={_N16} (DPT=\d+ WINDOW=\d+ RES=0x\S\S [A-Z ]*URGP=\d+)"  # 7 8
+    r"([^=]{0,127}IN=\S*+ OUT=\S*+ (?:MAC=\S*+ )?)"  # 1
+    r"SRC=(\S++) DST=(\S++) "  # 2 3
+    r"LEN=([0-9]++ TOS=0x\S\S PREC=0x\S\S TTL=[0-9]++) "  # 4
+    rf"ID={_N16} ([CDFME ]*+)PROTO=(?:"  # 5 6
+    rf"TCP SPT={_N16} (DPT=[0-9]++ WINDOW=[0-9]++ RES=0x\S\S [A-Z ]*URGP=[0-9]++)"  # 7 8
     rf"|UDP SPT={_N16} DPT={_N16} LEN={_N16}"  # 9 10 11
-    rf"|ICMP (TYPE=[08] CODE=\d+) ID={_N16} SEQ={_N16})"  # 12 13 14
+    rf"|ICMP (TYPE=[08] CODE=[0-9]++) ID={_N16} SEQ={_N16})"  # 12 13 14
     r"(?: MARK=0x([1-9a-f][0-9a-f]{0,7}))? ?\n?\Z"  # 15
 )
 _FAST_MESSAGE = re.compile(_PAYLOAD)
-# rsyslog's high-precision format around it: time (1), date (2), host (3), uptime (4).
-_ISO = ISO_TIME.replace("(?P<date>", "(")
-_FAST_LINE = re.compile(rf"({_ISO}) (\S+) kernel: (?:\[ *(\d+\.\d+)\] )?" + _PAYLOAD)
+# rsyslog's high-precision format around it: time (1), date (2), host (3), uptime (4); the
+# wrapper's own expression for the time, with ASCII digits.
+_ISO = ISO_TIME.replace("(?P<date>", "(").replace(r"\d", "[0-9]")
+_FAST_LINE = re.compile(rf"({_ISO}) (\S++) kernel: (?:\[ *+([0-9]++\.[0-9]++)\] )?" + _PAYLOAD)
 
 # The exact forms, applied once per distinct text (cache misses).
 _U8 = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -94,8 +102,8 @@ _V4_LIMIT = 1 << 16
 _V4: dict[str, bool] = {}
 #: "60 TOS=0x00 PREC=0x00 TTL=63" -> (length, tos, prec, ttl)
 _L3: dict[str, tuple[int, int, int, int] | None] = {}
-#: "DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0" -> Event fields dst_port .. repeat_count
-_TCP_TAILS: dict[str, tuple[Any, ...] | None] = {}
+#: "DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0" -> (dst_port, the TCP run tcp_seq .. tcp_options)
+_TCP_TAILS: dict[str, tuple[int, tuple[Any, ...]] | None] = {}
 #: "TYPE=8 CODE=0" -> (type, code)
 _ICMP_TC: dict[str, tuple[int, int] | None] = {}
 
@@ -135,7 +143,7 @@ def _tcp_flags(words: str) -> tuple[str, ...] | None:
     return flags
 
 
-def _tcp_tail(text: str) -> tuple[Any, ...] | None:
+def _tcp_tail(text: str) -> tuple[int, tuple[Any, ...]] | None:
     m = _TCP_TAIL_RE.match(text)
     value = None
     if m is not None:
@@ -143,7 +151,7 @@ def _tcp_tail(text: str) -> tuple[Any, ...] | None:
         numbers = (int(dpt), int(window), int(urgp))
         flags = _tcp_flags(words)
         if flags is not None and max(numbers) <= 0xFFFF:
-            value = (numbers[0], None, None, numbers[1], _HEX2[res], flags, numbers[2], *_TCP_END)
+            value = (numbers[0], (None, None, numbers[1], _HEX2[res], flags, numbers[2], None))
     return _remember(_TCP_TAILS, text, value)  # type: ignore[no-any-return]
 
 
@@ -155,24 +163,21 @@ def _icmp_tc(text: str) -> tuple[int, int] | None:
 
 _new_event = tuple.__new__
 _FILTERED = object()
-_IX = {name: i for i, name in enumerate(Event._fields)}
-_DEFAULTS = tuple(Event())
 
-# An event is assembled from slices of the field list (docs/log-events.md keeps the kernel's
-# order): the wrapper (line_no .. seq), the link part cached per text (prefix .. family), the
-# addresses, the cached IPv4 header part (length .. ttl), ip_id, the part fixed by the IP flags
-# and protocol (tc .. proto_num), and the transport part. One tuple display of a few cached
-# slices costs a fraction of filling a list field by field.
-_LINK_SLICE = slice(_IX["prefix"], _IX["family"] + 1)
-_CHUNK_SLICE = slice(_IX["tc"], _IX["proto_num"] + 1)
-#: Event fields after the TCP header (tcp_options .. repeat_count), for an event without MARK.
-_TCP_END = _DEFAULTS[_IX["tcp_options"] :]
-#: Event fields after the UDP length and after the ICMP echo fields.
-_UDP_END = _DEFAULTS[_IX["udp_len"] + 1 :]
-_ICMP_END = _DEFAULTS[_IX["icmp_seq"] + 1 :]
-_UDP_GAP = _DEFAULTS[_IX["dst_port"] + 1 : _IX["udp_len"]]
-_ICMP_GAP = _DEFAULTS[_IX["src_port"] : _IX["icmp_type"]]
-_MARK = _IX["mark"]
+# The fast path writes an event's 23 slots itself, in the order of events.Event's layout:
+#   line_no wrapper time host priority uptime seq, (prefix .. family), src, dst,
+#   (length tos prec ttl), ip_id, (tc .. proto_num), src_port, dst_port,
+#   (tcp_seq .. tcp_options), udp_len, icmp_type, icmp_code, icmp_id, icmp_seq,
+#   (icmp_parameter .. mark), (set .. repeat_count)
+# where each parenthesised run is one nested tuple, taken as it is from a cache or a constant.
+# (tests/unit/logs/test_parse_fastpath.py compares every such event with the general path's.)
+_DEFAULT = Event()
+#: The default runs: TCP header (not TCP), the rare tail (ICMP errors, ARP, UID/GID, MARK) and
+#: the enrichment; where MARK sits in the rare tail.
+_NO_TCP = _DEFAULT[Event._where["tcp_seq"][0]]
+_REST = _DEFAULT[Event._where["mark"][0]]
+_ENRICHMENT = _DEFAULT[Event._where["set"][0]]
+_MARK = Event._where["mark"][1]
 
 
 def _ip_chunks(proto: str, number: int) -> dict[str, tuple[Any, ...]]:
@@ -357,24 +362,43 @@ class LogParser:
     def parse_lines(self, lines: Iterable[str], *, start: int = 1) -> Iterator[Event | Issue]:
         """Events and issues of ``lines``, numbered from ``start``.
 
-        The same results as ``parse`` line by line, faster: the reference shape (TCP, UDP,
-        ICMP echo; see ``_PAYLOAD``) is assembled inline from texts already validated, with
-        every lookup bound to a local. Lines seen for the first time, or with anything else
-        in them, go through ``parse``'s own steps."""
+        The same results as ``parse`` line by line, faster. Lines are taken in blocks of
+        ``BLOCK`` (so ``stats`` and the reading run up to a block ahead of the consumer);
+        ``parse_block`` is the work on one block."""
+        return chain.from_iterable(self._blocks(iter(lines), start))
+
+    def _blocks(self, lines: Iterator[str], start: int) -> Iterator[list[Event | Issue]]:
+        block = list(islice(lines, BLOCK))
+        while block:
+            yield self.parse_block(block, start)
+            start += len(block)
+            block = list(islice(lines, BLOCK))
+
+    def parse_block(self, lines: Sequence[str], start: int = 1) -> list[Event | Issue]:
+        """Events and issues of ``lines`` (numbered from ``start``) as one list.
+
+        The reference shape (TCP, UDP, ICMP echo; see ``_PAYLOAD``) is assembled inline from
+        texts already validated, with every lookup bound to a local, and the event's runs taken
+        from the caches as they are. A line seen for the first time, or anything else in it,
+        goes through ``parse``'s own steps. One list per block instead of a generator step
+        per line: the consumer iterates it in C (``parse_lines`` chains the blocks)."""
         match = _FAST_LINE.match
         dates, v4, l3s, tails, icmp_tcs = _DATES, _V4, _L3, _TCP_TAILS, _ICMP_TC
         ip_tcp, ip_udp, ip_icmp = _IP_TCP, _IP_UDP, _IP_ICMP
-        udp_gap, udp_end, icmp_gap, icmp_end = _UDP_GAP, _UDP_END, _ICMP_GAP, _ICMP_END
+        no_tcp, rest, enrichment = _NO_TCP, _REST, _ENRICHMENT
         links = self._links
-        stats = self.stats
         matched, slow = self._matched, self._slow
         new, event, to_float = _new_event, Event, float
+        out: list[Event | Issue] = []
+        append = out.append
+        counted = 0  # results of matched/slow, which count themselves in stats
         for line_no, line in enumerate(lines, start):
             m = match(line)
             if m is None:
                 result = slow(line, line_no)
                 if result is not None:
-                    yield result
+                    append(result)
+                    counted += 1
                 continue
             (time, date, host, up, link, src, dst, l3, ip_id, ipf, spt, tail,
              usp, udp, ulen, icmp, iid, iseq, mark) = m.groups()  # fmt: skip
@@ -392,44 +416,45 @@ class LogParser:
                 ident = int(ip_id)
                 if spt is not None:
                     sport = int(spt)
-                    rest = tails.get(tail)
-                    chunk2 = ip_tcp.get(ipf)
-                    if rest and chunk2 and ident <= 0xFFFF and sport <= 0xFFFF:
-                        stats.events += 1
-                        yield new(
-                            event,
-                            (line_no, "iso8601", time, host, None, up and to_float(up), None,
-                             *chunk, src, dst, *ip, ident, *chunk2, sport, *rest),
-                        )  # fmt: skip
+                    tcp = tails.get(tail)
+                    ipx = ip_tcp.get(ipf)
+                    # a | b <= 0xFFFF: both fit in 16 bits (the pattern excludes signs)
+                    if tcp and ipx and ident | sport <= 0xFFFF:
+                        dport, header = tcp
+                        append(new(event, (
+                            line_no, "iso8601", time, host, None, up and to_float(up), None,
+                            chunk, src, dst, ip, ident, ipx, sport, dport, header,
+                            None, None, None, None, None, rest, enrichment,
+                        )))  # fmt: skip
                         continue
                 elif usp is not None:
                     sport, dport, length = int(usp), int(udp), int(ulen)
-                    chunk2 = ip_udp.get(ipf)
-                    if chunk2 and max(ident, sport, dport, length) <= 0xFFFF:
-                        stats.events += 1
-                        yield new(
-                            event,
-                            (line_no, "iso8601", time, host, None, up and to_float(up), None,
-                             *chunk, src, dst, *ip, ident, *chunk2, sport, dport, *udp_gap,
-                             length, *udp_end),
-                        )  # fmt: skip
+                    ipx = ip_udp.get(ipf)
+                    if ipx and ident | sport | dport | length <= 0xFFFF:
+                        append(new(event, (
+                            line_no, "iso8601", time, host, None, up and to_float(up), None,
+                            chunk, src, dst, ip, ident, ipx, sport, dport, no_tcp,
+                            length, None, None, None, None, rest, enrichment,
+                        )))  # fmt: skip
                         continue
                 else:
                     tc = icmp_tcs.get(icmp)
                     icmp_id, icmp_seq = int(iid), int(iseq)
-                    chunk2 = ip_icmp.get(ipf)
-                    if tc and chunk2 and max(ident, icmp_id, icmp_seq) <= 0xFFFF:
-                        stats.events += 1
-                        yield new(
-                            event,
-                            (line_no, "iso8601", time, host, None, up and to_float(up), None,
-                             *chunk, src, dst, *ip, ident, *chunk2, *icmp_gap, *tc, icmp_id,
-                             icmp_seq, *icmp_end),
-                        )  # fmt: skip
+                    ipx = ip_icmp.get(ipf)
+                    if tc and ipx and ident | icmp_id | icmp_seq <= 0xFFFF:
+                        icmp_type, icmp_code = tc
+                        append(new(event, (
+                            line_no, "iso8601", time, host, None, up and to_float(up), None,
+                            chunk, src, dst, ip, ident, ipx, None, None, no_tcp,
+                            None, icmp_type, icmp_code, icmp_id, icmp_seq, rest, enrichment,
+                        )))  # fmt: skip
                         continue
             result = matched(m, line, line_no)
             if result is not None:
-                yield result
+                append(result)
+                counted += 1
+        self.stats.events += len(out) - counted
+        return out
 
     # -- fast path -------------------------------------------------------------------------
 
@@ -453,33 +478,32 @@ class LogParser:
         if ip is None or ident > 0xFFFF:
             return None
         ipf = g[o + 5]
-        values: tuple[Any, ...]
+        transport: tuple[Any, ...]  # src_port .. icmp_seq
         if g[o + 6] is not None:  # TCP
             sport = int(g[o + 6])
-            rest = _TCP_TAILS.get(g[o + 7]) or _tcp_tail(g[o + 7])
-            chunk2 = _IP_TCP.get(ipf)
-            if rest is None or chunk2 is None or sport > 0xFFFF:
+            tcp = _TCP_TAILS.get(g[o + 7]) or _tcp_tail(g[o + 7])
+            ipx = _IP_TCP.get(ipf)
+            if tcp is None or ipx is None or sport > 0xFFFF:
                 return None
-            values = (*head, *chunk, src, dst, *ip, ident, *chunk2, sport, *rest)
+            transport = (sport, tcp[0], tcp[1], None, None, None, None, None)
         elif g[o + 8] is not None:  # UDP
             sport, dport, ulen = int(g[o + 8]), int(g[o + 9]), int(g[o + 10])
-            chunk2 = _IP_UDP.get(ipf)
-            if chunk2 is None or max(sport, dport, ulen) > 0xFFFF:
+            ipx = _IP_UDP.get(ipf)
+            if ipx is None or max(sport, dport, ulen) > 0xFFFF:
                 return None
-            values = (*head, *chunk, src, dst, *ip, ident, *chunk2, sport, dport, *_UDP_GAP,
-                      ulen, *_UDP_END)  # fmt: skip
+            transport = (sport, dport, _NO_TCP, ulen, None, None, None, None)
         else:  # ICMP echo request / reply
             tc = _ICMP_TC.get(g[o + 11]) or _icmp_tc(g[o + 11])
             icmp_id, icmp_seq = int(g[o + 12]), int(g[o + 13])
-            chunk2 = _IP_ICMP.get(ipf)
-            if tc is None or chunk2 is None or max(icmp_id, icmp_seq) > 0xFFFF:
+            ipx = _IP_ICMP.get(ipf)
+            if tc is None or ipx is None or max(icmp_id, icmp_seq) > 0xFFFF:
                 return None
-            values = (*head, *chunk, src, dst, *ip, ident, *chunk2, *_ICMP_GAP, *tc, icmp_id,
-                      icmp_seq, *_ICMP_END)  # fmt: skip
+            transport = (None, None, _NO_TCP, None, *tc, icmp_id, icmp_seq)
         mark = g[o + 14]
-        if mark is not None:
-            values = (*values[:_MARK], int(mark, 16), *values[_MARK + 1 :])
-        return _new_event(Event, values)
+        rest = _REST if mark is None else (*_REST[:_MARK], int(mark, 16), *_REST[_MARK + 1 :])
+        return _new_event(
+            Event, (*head, chunk, src, dst, ip, ident, ipx, *transport, rest, _ENRICHMENT)
+        )
 
     # -- general path ----------------------------------------------------------------------
 
