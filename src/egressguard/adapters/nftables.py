@@ -194,7 +194,8 @@ class NftCli:
             self.apply(plan.script())
             return
         batches = [
-            nfnetlink.ElementBatch(c.name, c.family, c.removed, c.added) for c in plan.changes
+            nfnetlink.ElementBatch(c.name, c.family, *(c.arrays or (c.removed, c.added)))
+            for c in plan.changes
         ]
         self.link.update_elements(ir.TABLE_NAME, batches, marker=(render.MARKER_CHAIN, plan.marker))
 

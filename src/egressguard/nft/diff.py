@@ -14,8 +14,8 @@ canonical ranges and a structure digest, which is all the comparison needs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class SetChange:
     family: Family
     removed: tuple[Range, ...]
     added: tuple[Range, ...]
+    #: The same ranges as ``(n, 2)`` int64 arrays (IPv4), for encoders that want arrays.
+    arrays: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -115,6 +117,16 @@ def range_changes(old: CidrSet, new: CidrSet) -> tuple[tuple[Range, ...], tuple[
 
 
 def _v4_changes(old: CidrSet, new: CidrSet) -> tuple[tuple[Range, ...], tuple[Range, ...]]:
+    gone, came = _v4_change_arrays(old, new)
+    return _pairs(gone), _pairs(came)
+
+
+def _pairs(ranges: Any) -> tuple[Range, ...]:
+    return tuple(zip(ranges[:, 0].tolist(), ranges[:, 1].tolist(), strict=True))
+
+
+def _v4_change_arrays(old: CidrSet, new: CidrSet) -> tuple[Any, Any]:
+    """``(removed, added)`` as ``(n, 2)`` int64 arrays of inclusive ranges, ascending."""
     # Each range as one 64-bit key (first, last); both key lists are sorted (canonical ranges),
     # so a stable sort of the two lists together is one linear merge (timsort). A key seen
     # twice is a range of both sets; a key seen once is removed (old) or added (new).
@@ -137,10 +149,7 @@ def _v4_changes(old: CidrSet, new: CidrSet) -> tuple[tuple[Range, ...], tuple[Ra
     split = of.shape[0]
     gone = once[once < split]
     came = once[once >= split] - split
-    return (
-        tuple(zip(of[gone].tolist(), ol[gone].tolist(), strict=True)),
-        tuple(zip(nf[came].tolist(), nl[came].tolist(), strict=True)),
-    )
+    return np.stack((of[gone], ol[gone]), axis=1), np.stack((nf[came], nl[came]), axis=1)
 
 
 def plan(current: ir.Table | TableView | None, new: ir.Table) -> Plan:
@@ -160,6 +169,10 @@ def plan(current: ir.Table | TableView | None, new: ir.Table) -> Plan:
         if known is None or known[0] != item.family:
             # Cannot happen with equal structure digests unless the kernel was edited by hand.
             return Plan("replace", new, reason=f"set {item.name} differs from its definition")
+        if item.family == 4 and known[1] != item.elements:
+            gone, came = _v4_change_arrays(known[1], item.elements)
+            changes.append(SetChange(item.name, 4, _pairs(gone), _pairs(came), arrays=(gone, came)))
+            continue
         removed, added = range_changes(known[1], item.elements)
         if removed or added:
             changes.append(SetChange(item.name, item.family, removed, added))
