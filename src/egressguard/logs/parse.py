@@ -48,28 +48,32 @@ _N16 = r"([1-9][0-9]{0,4}+|0)"
 
 # The common payload: IPv4, TCP / UDP / ICMP echo, nothing optional but MAC, the IP flags and
 # MARK. The expression only finds the fields, with the cheapest constructs the regex engine
-# has: literals, possessive runs of \S (nothing to backtrack into: a space or '=' follows) and
-# [0-9]. Not \d: in a str pattern it is any Unicode decimal digit, a table lookup per
-# character that made the expression a third slower (and the kernel only prints ASCII).
-# Alternations per octet or per date part cost more than the whole rest of the line.
+# has: literals, [0-9] and possessive runs of [^ ] or [^=] (nothing to backtrack into: the
+# character they stop at follows). A negated single character is a plain comparison per
+# character in the engine's inner loop; \S and \d are Unicode category lookups (in a str
+# pattern \d is any Unicode decimal digit, and the kernel only prints ASCII): they made the
+# expression half again as slow. Alternations per octet cost more than the rest of the line.
+# A field may therefore hold tabs or other whitespace; every field is checked exactly below.
 # Everything a group holds is then validated exactly in Python, through caches of texts
 # already seen valid (a node logs few distinct link headers, TOS/TTL combinations, TCP tails
 # and destinations), so each check is one dict lookup:
+#   host                     -> _HOSTS ([^\s:]+ as the wrapper reads it)
 #   1 prefix + IN/OUT/MAC    -> LogParser._links (prefix charset and length, interface names,
 #                               MAC shape); the prefix is the text before the first '='
 #   2 3 SRC DST              -> _V4 (dotted quads, 0-255 without leading zeros)
 #   4 LEN TOS PREC TTL       -> _L3 (LEN as the general path reads it, the kernel's masks, u8)
 #   5 ID, 7 SPT, 9-11, 13 14 -> int() and <= 65535 (the pattern excludes leading zeros)
 #   6 IP flags               -> _IP_TCP/_IP_UDP/_IP_ICMP (CE DF MF in this order)
-#   8 TCP tail               -> _TCP_TAILS (DPT WINDOW RES flags URGP: ranges, mask, order)
+#   8 TCP tail               -> _TCP_TAILS (DPT WINDOW RES flags URGP: ranges, mask, order;
+#                               the pattern reads the flags up to the next '=')
 #   12 ICMP TYPE CODE        -> _ICMP_TC
 #   15 MARK                  -> %x without leading zeros, by the pattern
 _PAYLOAD = (
-    r"([^=]{0,127}IN=\S*+ OUT=\S*+ (?:MAC=\S*+ )?)"  # 1
-    r"SRC=(\S++) DST=(\S++) "  # 2 3
-    r"LEN=([0-9]++ TOS=0x\S\S PREC=0x\S\S TTL=[0-9]++) "  # 4
+    r"([^=]{0,127}IN=[^ ]*+ OUT=[^ ]*+ (?:MAC=[^ ]*+ )?)"  # 1
+    r"SRC=([^ ]++) DST=([^ ]++) "  # 2 3
+    r"LEN=([0-9]++ TOS=0x[^ ][^ ] PREC=0x[^ ][^ ] TTL=[0-9]++) "  # 4
     rf"ID={_N16} ([CDFME ]*+)PROTO=(?:"  # 5 6
-    rf"TCP SPT={_N16} (DPT=[0-9]++ WINDOW=[0-9]++ RES=0x\S\S [A-Z ]*URGP=[0-9]++)"  # 7 8
+    rf"TCP SPT={_N16} (DPT=[0-9]++ WINDOW=[0-9]++ RES=0x[^ ][^ ] [^=]*+=[0-9]++)"  # 7 8
     rf"|UDP SPT={_N16} DPT={_N16} LEN={_N16}"  # 9 10 11
     rf"|ICMP (TYPE=[08] CODE=[0-9]++) ID={_N16} SEQ={_N16})"  # 12 13 14
     r"(?: MARK=0x([1-9a-f][0-9a-f]{0,7}))? ?\n?\Z"  # 15
@@ -78,7 +82,11 @@ _FAST_MESSAGE = re.compile(_PAYLOAD)
 # rsyslog's high-precision format around it: time (1), date (2), host (3), uptime (4); the
 # wrapper's own expression for the time, with ASCII digits.
 _ISO = ISO_TIME.replace("(?P<date>", "(").replace(r"\d", "[0-9]")
-_FAST_LINE = re.compile(rf"({_ISO}) (\S++) kernel: (?:\[ *+([0-9]++\.[0-9]++)\] )?" + _PAYLOAD)
+# The uptime's length is bounded (as the host's is, by _host_ok) so that no line the fast path
+# takes is longer than MAX_LINE: every other field is bounded by its check.
+_FAST_LINE = re.compile(
+    rf"({_ISO}) ([^ ]++) kernel: (?:\[ {{0,20}}+([0-9]{{1,20}}+\.[0-9]{{1,20}}+)\] )?" + _PAYLOAD
+)
 
 # The exact forms, applied once per distinct text (cache misses).
 _U8 = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -100,6 +108,12 @@ _V4_LIMIT = 1 << 16
 
 #: Dotted quads seen valid.
 _V4: dict[str, bool] = {}
+#: Longest syslog host name the fast path takes (RFC 5424's limit; the general path decides
+#: about longer ones).
+MAX_HOST = 255
+#: Syslog host names seen, and whether the fast path takes them ([^\s:]+, <= MAX_HOST).
+_HOSTS: dict[str, bool] = {}
+_HOST_RE = re.compile(r"[^\s:]+\Z")
 #: "60 TOS=0x00 PREC=0x00 TTL=63" -> (length, tos, prec, ttl)
 _L3: dict[str, tuple[int, int, int, int] | None] = {}
 #: "DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0" -> (dst_port, the TCP run tcp_seq .. tcp_options)
@@ -116,6 +130,12 @@ def _v4_ok(text: str) -> bool:
         _V4.clear()
     _V4[text] = True
     return True
+
+
+def _host_ok(text: str) -> bool:
+    """Is ``text`` a syslog host name as the wrapper reads one (remembered)?"""
+    ok = len(text) <= MAX_HOST and _HOST_RE.match(text) is not None
+    return _remember(_HOSTS, text, ok)  # type: ignore[no-any-return]
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
@@ -347,7 +367,10 @@ class LogParser:
         general builder, and the general path when that cannot decide."""
         g = m.groups()
         up = g[3]
-        if ":" not in g[2] and (_DATES.get(g[1]) or valid_date(g[1])):
+        host = g[2]
+        if (_HOSTS.get(host) or (host not in _HOSTS and _host_ok(host))) and (
+            _DATES.get(g[1]) or valid_date(g[1])
+        ):
             result = self._build(
                 g, 4, (line_no, "iso8601", g[0], g[2], None, up and float(up), None)
             )
@@ -383,7 +406,7 @@ class LogParser:
         goes through ``parse``'s own steps. One list per block instead of a generator step
         per line: the consumer iterates it in C (``parse_lines`` chains the blocks)."""
         match = _FAST_LINE.match
-        dates, v4, l3s, tails, icmp_tcs = _DATES, _V4, _L3, _TCP_TAILS, _ICMP_TC
+        dates, hosts, v4, l3s, tails, icmp_tcs = _DATES, _HOSTS, _V4, _L3, _TCP_TAILS, _ICMP_TC
         ip_tcp, ip_udp, ip_icmp = _IP_TCP, _IP_UDP, _IP_ICMP
         no_tcp, rest, enrichment = _NO_TCP, _REST, _ENRICHMENT
         links = self._links
@@ -411,7 +434,7 @@ class LogParser:
                 and src in v4
                 and dst in v4
                 and dates.get(date)
-                and ":" not in host
+                and hosts.get(host)
             ):
                 ident = int(ip_id)
                 if spt is not None:
@@ -468,8 +491,6 @@ class LogParser:
             chunk = self._link(link)
         if chunk is None:
             return None
-        if not chunk:
-            return _FILTERED
         src, dst = g[o + 1], g[o + 2]
         if not ((src in _V4 or _v4_ok(src)) and (dst in _V4 or _v4_ok(dst))):
             return None
@@ -499,6 +520,8 @@ class LogParser:
             if tc is None or ipx is None or max(icmp_id, icmp_seq) > 0xFFFF:
                 return None
             transport = (None, None, _NO_TCP, None, *tc, icmp_id, icmp_seq)
+        if not chunk:  # only now: the general path reports a bad field before the prefix
+            return _FILTERED
         mark = g[o + 14]
         rest = _REST if mark is None else (*_REST[:_MARK], int(mark, 16), *_REST[_MARK + 1 :])
         return _new_event(

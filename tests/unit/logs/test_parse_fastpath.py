@@ -92,6 +92,38 @@ EDITS = [
     ("+00:00", "Z"),
     ("[ 6236.551431] ", ""),
     (" URGP=0 ", " URGP=0"),
+    # the expression cuts fields at spaces only ([^ ]): other whitespace must be refused by
+    # the checks behind it, as the general path refuses it
+    ("node-1 kernel:", "node\t1 kernel:"),
+    ("node-1 kernel:", "node\u00a01 kernel:"),
+    ("node-1 kernel:", "node-1\u2028 kernel:"),
+    ("IN=azv7c40892f581", "IN=azv7c4\t892f581"),
+    ("OUT=eth0", "OUT=eth\u00a0"),
+    ("MAC=ee:ee:ee:ee:ee:ee:f2", "MAC=ee:ee:ee:ee:ee:ee:f2\x0b"),
+    ("SRC=10.244.0.179", "SRC=10.244.0.179\t"),
+    ("DST=203.0.113.9", "DST=203.0.113.9\u3000"),
+    ("DST=198.51.100.7", "DST=198.51.100.7\n"),
+    ("TOS=0x00", "TOS=0x0\t"),
+    ("RES=0x00", "RES=0x\u00a00"),
+    ("SYN ", "SYN\t"),
+    ("SYN ", "SYN\x1c"),
+    ("SYN ", "SYN URGP=0 X"),
+    ("SYN ", "SYN FOO=1 "),
+    ("calico-packet: ", "calico-packet:\t"),
+    # lengths: a line over MAX_LINE is a bad wrapper, whatever field makes it long
+    ("node-1 kernel:", "n" * 70_000 + " kernel:"),
+    ("node-1 kernel:", "n" * 256 + " kernel:"),
+    ("[ 6236.551431]", "[ 6236." + "5" * 70_000 + "]"),
+    ("[ 6236.551431]", "[" + " " * 30 + "6236.551431]"),
+    ("IN=azv7c40892f581", "IN=" + "a" * 70_000),
+    ("DF PROTO", "DF" + " " * 70_000 + "PROTO"),
+    # digits other than ASCII ones are never read as numbers by the fast path
+    ("ID=27413", "ID=2741\u0663"),
+    ("TTL=63", "TTL=6\u0663"),
+    ("SPT=53940", "SPT=5394\u0660"),
+    ("LEN=60", "LEN=6\u0660"),
+    ("16:13:46", "1\u0666:13:46"),
+    ("[ 6236.551431]", "[ 6236.55143\u0661]"),
 ]
 
 
