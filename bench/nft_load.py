@@ -21,14 +21,15 @@ rounds (median of ``--rounds``, methods interleaved so machine noise hits all of
 * ``ipset restore``: ``hash:net`` with the same CIDRs (the kernel's floor: no nft parsing);
 * ``egressguard 1% change``: 1% of the CIDRs replaced by new ones (1% removed, 1% added) and
   applied by the agent's path: compile the changed resources with the agent's
-  ``CompileCache`` (it holds the previous version of the network set, as after the agent's
-  previous reload), then ``apply_compiled`` with the previous table: marker check → plan →
-  element-only update (one nfnetlink batch on the adapter's socket). ``compile`` and
-  ``apply`` are its two parts; ``egressguard 1-range change`` is the same path for one added
-  CIDR (what a transaction costs whatever its size: the kernel rebuilds its lookup array of
-  the whole set at each commit that touches it); ``ipset 1% change`` and, for ``world`` only,
-  ``nft -f element script`` (``nft`` 1.0.6 lists the whole set before it edits one element,
-  so for ``synthetic`` it takes minutes: pass ``--nft-increment`` to measure it anyway).
+  ``CompileCache`` (it holds the previous compile, as after the agent's previous reload: the
+  chains are reused, the changed network set is parsed), then ``apply_compiled`` with the
+  previous table: marker check → plan → element-only update (one nfnetlink batch on the
+  adapter's socket). ``compile`` and ``apply`` are its two parts; ``egressguard 1-range
+  change`` is the same path for one added CIDR (what a change costs whatever its size: the
+  set is parsed again, and the kernel rebuilds its lookup array of the whole set at each
+  commit that touches it); ``ipset 1% change`` and, for ``world`` only, ``nft -f element
+  script`` (``nft`` 1.0.6 lists the whole set before it edits one element, so for
+  ``synthetic`` it takes minutes: pass ``--nft-increment`` to measure it anyway).
 
 Targets (DESIGN §7): egressguard apply ≤ 1.5 × ``nft -f (CIDR list)``; a 1% change ≤ 10% of
 a full load. "A full load" is egressguard's own full apply measured in the same rounds (the
@@ -101,10 +102,11 @@ def policies() -> list[GlobalNetworkPolicy]:
 
 
 def network_set(nets: list[str]) -> GlobalNetworkSet:
+    """The reference scenario's network set; its entries are new string objects."""
     return GlobalNetworkSet(
         metadata=Metadata("egress-traffic-blocking", labels=FrozenMap(LABEL)),
         api_version=API_V1,
-        nets=tuple(nets),
+        nets=tuple(n.encode().decode() for n in nets),
     )
 
 
@@ -215,8 +217,9 @@ def measure(
     nft_increment: bool,
 ) -> dict[str, float]:
     # The changed list keeps the original's order (as a re-rendered shard does: entries go
-    # and come at their places; the added ones sort last). Re-sorting it as text would cost
-    # the agent's entry-by-entry diff ~1-2 ms more on the world set (memory locality).
+    # and come at their places; the added ones sort last). Each version gets string objects
+    # of its own, as the agent's reload of a file builds them (sharing the unchanged entries'
+    # objects between versions would flatter any cache keyed on them).
     gone = set(removed)
     new_cidrs = [c for c in cidrs if c not in gone] + added
     gns_old, gns_new = network_set(cidrs), network_set(new_cidrs)
@@ -257,7 +260,7 @@ def measure(
 
         def changed(gns_new: GlobalNetworkSet, key: str, plan_script: bool) -> None:
             # The agent's state after its previous change: the old table in the kernel, the
-            # old network set in its cache.
+            # previous compile in its cache.
             old = nft_compile.compile_table([gns_old, *pols], cache=cache).table
             nft.apply(render.script(old))
             start = time.perf_counter()

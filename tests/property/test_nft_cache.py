@@ -2,10 +2,10 @@
 each version with one ``CompileCache`` gives exactly what a fresh compile gives.
 
 The versions are built to exercise every path of the cache: network sets that stay, change a
-little (entries added and removed, the incremental path), change a lot, hold overlapping or
-duplicate entries, ranges (``A-B``), rejected entries, IPv6, sets that come and go; and
-policy or label changes that change the table's structure. The result is compared as the
-rendered script (which holds every set element and the state marker) plus the notes.
+little or a lot, hold overlapping or duplicate entries, ranges (``A-B``), rejected entries,
+IPv6, sets that come and go; and policy or label changes that change the table's structure.
+The result is compared as the rendered script (which holds every set element and the state
+marker) plus the notes.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from egressguard.nft import compile as nft_compile
 from egressguard.nft import render
 
 # Entries are drawn from a small pool so that versions share most of them, as a feed update
-# does; the pool is large enough (> CompileCache.MIN_ENTRIES) for the cache to engage. Pool
-# entries are neither adjacent nor overlapping (the incremental path's condition); the nested
-# and odd entries break that condition on purpose.
+# does; the pool is large enough (> CompileCache.MIN_ENTRIES) for the cache to engage.
 V4_POOL = [f"{format_address(4, (198 << 24) | (51 << 16) | (i << 5))}/28" for i in range(160)]
 NESTED = ["198.51.0.0/24", "198.51.3.0/25", "198.51.1.16/28", "198.51.2.0/23", "198.51.0.8/29"]
 ODD = ["198.51.20.1-198.51.20.9", "not-an-address", "198.51.30.7/24", "", "2001:db8::/48"]

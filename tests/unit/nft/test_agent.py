@@ -231,9 +231,12 @@ def test_kernel_plan_reads_the_sets_back(folder: Path) -> None:
     assert nft_compile.Options().log_prefix == "calico-packet"
 
 
-def test_a_reload_parses_only_the_entries_that_changed(folder: Path) -> None:
-    nets = [f"198.51.{i}.0/28" for i in range(0, 120, 2)]  # 60 disjoint entries
+def test_a_reload_parses_only_the_network_sets_that_changed(folder: Path) -> None:
+    nets = [f"198.51.{i}.0/28" for i in range(0, 120, 2)]  # 60 entries: cached
     (folder / "set.yaml").write_text(network_set(*nets))
+    (folder / "other.yaml").write_text(
+        network_set(*nets[:40]).replace("name: block,", "name: other,")
+    )
     fake = FakeNftables()
     runner = make_agent(folder, fake, [])
     assert (runner.step() or {}).get("kind") == "replace"
@@ -241,7 +244,8 @@ def test_a_reload_parses_only_the_entries_that_changed(folder: Path) -> None:
     event = runner.step()
     assert event is not None
     assert event["kind"] == "elements"
-    assert runner.cache.counts["incremental"] == 1
+    assert runner.cache.counts["parsed"] == 3  # both sets at first, then the changed one
+    assert runner.cache.counts["reused"] == 1
     assert runner.cache.counts["same structure"] == 1
     # What the kernel holds is what a fresh compile of the files gives.
     fresh = agent.compile_inputs(agent.load_inputs([folder])).table
