@@ -80,8 +80,8 @@ _PAYLOAD = (
 )
 _FAST_MESSAGE = re.compile(_PAYLOAD)
 # rsyslog's high-precision format around it: time (1), date (2), host (3), uptime (4); the
-# wrapper's own expression for the time, with ASCII digits.
-_ISO = ISO_TIME.replace("(?P<date>", "(").replace(r"\d", "[0-9]")
+# wrapper's own expression for the time.
+_ISO = ISO_TIME.replace("(?P<date>", "(")
 # The uptime's length is bounded (as the host's is, by _host_ok) so that no line the fast path
 # takes is longer than MAX_LINE: every other field is bounded by its check.
 _FAST_LINE = re.compile(
@@ -89,13 +89,15 @@ _FAST_LINE = re.compile(
 )
 
 # The exact forms, applied once per distinct text (cache misses).
-_U8 = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_U16 = r"([1-9]\d{0,4}|0)"
+_U8 = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_U16 = r"([1-9][0-9]{0,4}|0)"
 _LINK_RE = re.compile(
     r"([A-Za-z0-9%:/_. -]{0,127})IN=([^\s/:]{0,15}) OUT=([^\s/:]{0,15}) "
     r"(?:MAC=([0-9a-f]{2}(?::[0-9a-f]{2}){13}) )?\Z"
 )
-_L3_RE = re.compile(rf"(0|[1-9]\d{{0,8}}) TOS=0x([01][02468ACE]) PREC=0x([02468ACE]0) TTL={_U8}\Z")
+_L3_RE = re.compile(
+    rf"(0|[1-9][0-9]{{0,8}}) TOS=0x([01][02468ACE]) PREC=0x([02468ACE]0) TTL={_U8}\Z"
+)
 _TCP_TAIL_RE = re.compile(
     rf"DPT={_U16} WINDOW={_U16} RES=0x([0-3][048c]) ((?:[A-Z]{{2,3}} )*)URGP={_U16}\Z"
 )

@@ -74,9 +74,11 @@ _NAMED = {"TCP": 6, "UDP": 17, "UDPLITE": 136, "ICMP": 1, "ICMPv6": 58, "AH": 51
 U8, U16, U20, U32 = 0xFF, 0xFFFF, 0xFFFFF, 0xFFFFFFFF
 
 _IN_OUT_RE = re.compile(r"IN=(\S*) OUT=(\S*)(?: |\Z)")
-_DEC_RE = re.compile(r"(?:0|[1-9]\d*)\Z")
+# Digits are [0-9]: in a str pattern \d is any Unicode decimal digit ("1\u0663" is 13 to int()).
+_DEC_RE = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 V4_RE = re.compile(
-    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\Z"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z"
 )
 _MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2})*\Z")
 _HEX_UPPER_RE = re.compile(r"(?:[0-9A-F]{2})+\Z")
@@ -257,7 +259,7 @@ def _tokens(payload: str) -> list[str]:
         tok = field
         if not tok:
             raise Rejected("grammar", "two spaces in a row: the kernel separates fields by one")
-        if len(tok) > 1 and tok[0] == "[" and not tok[1].isdigit():
+        if len(tok) > 1 and tok[0] == "[" and not "0" <= tok[1] <= "9":
             out.append("[")
             tok = tok[1:]
         if len(tok) > 1 and tok[-1] == "]" and tok != "bytes]":
@@ -436,7 +438,7 @@ def _l4(c: _Cursor, f: dict[str, Any], family: int, fragment: bool, outer: bool)
         return _icmp6(c, f, fragment, outer)
     if proto in ("AH", "ESP") and family == 4:
         return _spi(c, f, proto, fragment)
-    num = _dec(proto, "PROTO", U8) if proto[:1].isdigit() else None
+    num = _dec(proto, "PROTO", U8) if "0" <= proto[:1] <= "9" else None
     if num is None:
         raise Rejected("grammar", f"PROTO={proto} is not a protocol the kernel names")
     printed_by_name = {6, 17, 136} | ({1, 50, 51} if family == 4 else {58})

@@ -53,30 +53,36 @@ class Wrapped(NamedTuple):
 
 
 # RFC 3339 as rsyslog and RFC 5424 write it; ranges checked here, the day of the month by
-# valid_date() (Feb 30 passes a regex).
+# valid_date() (Feb 30 passes a regex). Digits are [0-9] throughout: in a str pattern \d is any
+# Unicode decimal digit ("1\u0663" is 13 to int()), and nothing the kernel or a syslog daemon
+# writes has others.
 ISO_TIME = (
-    r"(?P<date>\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))"
-    r"T(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+    r"(?P<date>[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]{1,9})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _ISO_RE = re.compile(rf"(?P<time>{ISO_TIME}) (?P<rest>.*)\Z", re.S)
 _ISO_ONLY_RE = re.compile(rf"(?P<time>{ISO_TIME})\Z")
-_PRI_RE = re.compile(r"<(\d{1,3})>")
+_PRI_RE = re.compile(r"<([0-9]{1,3})>")
 _RFC3164_RE = re.compile(
-    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +(?P<day>[1-9]|[12]\d|3[01]|0[1-9])"
-    r" (?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d):(?P<s>[0-5]\d|60) (?P<rest>.*)\Z",
+    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" +(?P<day>[1-9]|[12][0-9]|3[01]|0[1-9])"
+    r" (?P<h>[01][0-9]|2[0-3]):(?P<m>[0-5][0-9]):(?P<s>[0-5][0-9]|60) (?P<rest>.*)\Z",
     re.S,
 )
 # host (optional), tag, optional [pid], colon, one space
-_HOST_TAG_RE = re.compile(r"(?:(?P<host>[^\s:]+) )?(?P<tag>[^\s:\[\]]+)(?:\[(?P<pid>\d+)\])?: ?")
-_STAMP_RE = re.compile(r"\[ *(\d+)\.(\d+)\](?:\[ *[TC]\d+\])? ?")
+_HOST_TAG_RE = re.compile(r"(?:(?P<host>[^\s:]+) )?(?P<tag>[^\s:\[\]]+)(?:\[(?P<pid>[0-9]+)\])?: ?")
+_STAMP_RE = re.compile(r"\[ *([0-9]+)\.([0-9]+)\](?:\[ *[TC][0-9]+\])? ?")
 _DMESG_T_RE = re.compile(
     r"\[(?P<wd>Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
     r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-    r" +(?P<day>\d{1,2}) (?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d):(?P<s>[0-5]\d|60) (?P<y>\d{4})\] ?"
+    r" +(?P<day>[0-9]{1,2}) (?P<h>[01][0-9]|2[0-3]):(?P<m>[0-5][0-9]):(?P<s>[0-5][0-9]|60)"
+    r" (?P<y>[0-9]{4})\] ?"
 )
-_KMSG_RE = re.compile(r"(\d{1,4}),(\d{1,20}),(\d{1,20}),([^;,]*)(?:,[^;]*)?;")
+_KMSG_RE = re.compile(r"([0-9]{1,4}),([0-9]{1,20}),([0-9]{1,20}),([^;,]*)(?:,[^;]*)?;")
 _RFC5424_RE = re.compile(
-    r"<(?P<pri>\d{1,3})>1 (?P<time>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+) "
+    r"<(?P<pri>[0-9]{1,3})>1 (?P<time>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+)"
+    r" (?P<msgid>\S+) "
 )
 
 _valid_dates: dict[str, bool] = {}
@@ -95,6 +101,11 @@ def valid_date(text: str) -> bool:
             _valid_dates.clear()
         _valid_dates[text] = ok
     return ok
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes "\u0663" and "²")."""
+    return text.isascii() and text.isdigit()
 
 
 def iso_from_epoch(seconds: float) -> str:
@@ -241,16 +252,16 @@ def _unwrap_journald(line: str, boot_time: float | None) -> Wrapped:
     time: str | None = None
     realtime = record.get("__REALTIME_TIMESTAMP")
     if realtime is not None:
-        if not (isinstance(realtime, str) and realtime.isdigit() and len(realtime) <= 20):
+        if not (isinstance(realtime, str) and _digits(realtime) and len(realtime) <= 20):
             raise Rejected("bad-wrapper", f"journald __REALTIME_TIMESTAMP {realtime!r} is not µs")
         time = iso_from_epoch(int(realtime) / 1_000_000)
     uptime: float | None = None
     mono = record.get("_SOURCE_MONOTONIC_TIMESTAMP")
-    if isinstance(mono, str) and mono.isdigit() and len(mono) <= 20:
+    if isinstance(mono, str) and _digits(mono) and len(mono) <= 20:
         uptime = int(mono) / 1_000_000
     priority: int | None = None
     prio = record.get("PRIORITY")
-    if isinstance(prio, str) and prio.isdigit() and len(prio) == 1:
+    if isinstance(prio, str) and _digits(prio) and len(prio) == 1:
         priority = int(prio)
     host = record.get("_HOSTNAME")
     if time is None and uptime is not None and boot_time is not None:
@@ -299,7 +310,7 @@ def unwrap(
         body = line[pm.end() :]
         if _RFC3164_RE.match(body) is None and _ISO_RE.match(body) is None:
             raise Rejected("bad-wrapper", "syslog PRI is not followed by a timestamp")
-    if first.isdigit() or (pri is not None and body[:1].isdigit()):
+    if _digits(first) or (pri is not None and _digits(body[:1])):
         im = _ISO_RE.match(body)
         if im is not None:
             if not valid_date(im.group("date")):

@@ -177,3 +177,45 @@ def test_nothing_escapes_on_odd_input() -> None:
     for text in odd:
         result = parser.parse(text, 1)
         assert result is None or isinstance(result, Issue)
+
+
+# Decimal digits other than 0-9 (U+0660..U+0669 are the Arabic-Indic ones): int(), float(),
+# str.isdigit() and \d in a str pattern all take them, the kernel and syslog daemons never write
+# them. A field holding one is not a number, an address or a time, on either path.
+NON_ASCII_DIGITS = [
+    ("ID=27413", "ID=2741\u0663"),
+    ("TTL=63", "TTL=6\u0663"),
+    ("LEN=60", "LEN=6\u0660"),
+    ("SRC=10.244.0.179", "SRC=10.244.0.17\u0669"),
+    ("DST=203.0.113.9", "DST=203.0.113.\u0669"),
+    ("SPT=53940", "SPT=5394\u0660"),
+    ("DPT=443", "DPT=44\u0663"),
+    ("WINDOW=64240", "WINDOW=6424\u0660"),
+    ("URGP=0", "URGP=\u0660"),
+    ("16:13:46", "1\u0666:13:46"),
+    ("2025-01-19", "2025-01-1\u0669"),
+    ("[ 6236.551431]", "[ 6236.55143\u0661]"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), NON_ASCII_DIGITS)
+def test_non_ascii_digits_are_not_numbers(old: str, new: str) -> None:
+    text = line().replace(old, new)
+    assert text != line()
+    for result in (LogParser().parse(text, 1), LogParser()._slow(text, 1, fast=False)):
+        assert isinstance(result, Issue), result
+
+
+def test_non_ascii_digits_in_journald_and_kmsg_wrappers() -> None:
+    record = (
+        '{"_TRANSPORT":"kernel","__REALTIME_TIMESTAMP":"17373032264061\u0665\u0665",'
+        '"MESSAGE":"calico-packet: ' + PAYLOAD + '"}'
+    )
+    result = parse_line(record)
+    assert isinstance(result, Issue)
+    assert result.code == "bad-wrapper"
+    # a kmsg header with a foreign digit is no kmsg header: the line is a bare message whose
+    # prefix is that text, never an event with sequence number 77
+    kmsg = parse_line("5,7\u0667,1500000,-;calico-packet: " + PAYLOAD)
+    assert isinstance(kmsg, Event)
+    assert (kmsg.wrapper, kmsg.seq) == ("bare", None)
