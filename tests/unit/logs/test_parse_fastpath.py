@@ -8,11 +8,12 @@ seen (cache miss) or a later one (cache hit), including lines the fast path must
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
 from egressguard.logs.events import Event, Issue
-from egressguard.logs.parse import LogParser
+from egressguard.logs.parse import BLOCK, LogParser
 
 REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "log-samples-real.txt"
 
@@ -212,3 +213,32 @@ def test_reference_values_through_the_inlined_assembly() -> None:
     )
     assert tcp.uptime == 6236.551431
     assert tcp.line_no == 4
+
+
+def test_blocks_keep_line_numbers_counts_and_order() -> None:
+    """parse_lines works in blocks of BLOCK lines: numbers, order and counts must not depend on
+    where a block ends, and parse_block alone gives the same list."""
+    pattern = [ISO + LINK + TCP, "noise", ISO + LINK + UDP.replace("TTL=64", "TTL=640"), ""]
+    lines = [pattern[i % 4] if i % 7 else ISO + LINK + ICMP for i in range(5 * BLOCK + 3)]
+    one = LogParser()
+    expected = [r for n, text in enumerate(lines, 10) if (r := one.parse(text, n)) is not None]
+    for count in (0, 1, BLOCK - 1, BLOCK, BLOCK + 1, len(lines)):
+        many = LogParser()
+        got = list(many.parse_lines(lines[:count], start=10))
+        assert got == [r for r in expected if r.line_no < 10 + count]
+        assert many.stats.lines == count
+    block = LogParser()
+    assert block.parse_block(lines, 10) == expected
+    assert block.stats.as_dict() == one.stats.as_dict()
+
+
+def test_parse_lines_reads_a_block_at_a_time() -> None:
+    """An endless input is consumed block by block, as the results are taken."""
+    source = itertools.count()
+    lines = (ISO + LINK + TCP for _ in source)
+    parser = LogParser()
+    results = parser.parse_lines(lines, start=1)
+    first = list(itertools.islice(results, 3))
+    assert [r.line_no for r in first] == [1, 2, 3]
+    assert next(source) == BLOCK  # one block was read, no more
+    assert parser.stats.events == BLOCK
