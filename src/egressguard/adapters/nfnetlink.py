@@ -227,7 +227,8 @@ def element_chunks(ranges: Sequence[tuple[int, int]] | Any, family: int) -> list
 
 @dataclass(frozen=True, slots=True)
 class ElementBatch:
-    """One set's element changes: inclusive ranges to delete and to add."""
+    """One set's element changes: inclusive ranges to delete and to add (pairs, or ``(n, 2)``
+    integer arrays for IPv4, as :func:`element_chunks` takes them)."""
 
     set_name: str
     family: int

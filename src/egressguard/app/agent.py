@@ -10,8 +10,8 @@ module; the lab calls the compiler and the adapter directly.
    otherwise the table is replaced in one transaction;
 2. every ``interval`` seconds, look at the manifest directory and the endpoints file (names,
    sizes, modification times; contents are hashed only when those moved): on a change,
-   recompile (with the agent's ``CompileCache``: unchanged network sets are not parsed again,
-   changed ones only where they changed, and unchanged chains are reused) and apply the
+   recompile (with the agent's ``CompileCache``: unchanged network sets are not parsed again
+   and, when only set contents changed, the chains are reused) and apply the
    *difference*: when only set contents changed, one batch of element deletions and
    additions (:mod:`egressguard.adapters.nfnetlink`, on the adapter's one socket), else a
    full replace;
