@@ -6,6 +6,9 @@
   general path on it.
 - An event never carries an address that is not one, or a port out of range, however a real
   line is mangled (truncated addresses, glued records, random edits).
+- The fast path (``parse``, ``parse_lines``) decides every line as the general path alone
+  decides it, also lines of the reference shape edited with whitespace, foreign digits and
+  separators its expression lets into a field.
 - ``logprefix.decode(encode(t, **values), t) == values`` for decodable templates.
 """
 
@@ -103,6 +106,53 @@ def test_glued_real_lines_are_never_one_event() -> None:
             for glue in (" ", ""):
                 result = LogParser().parse(a + glue + b, 1)
                 assert isinstance(result, Issue), (a, b)
+
+
+REFERENCE = [
+    "2025-01-19T16:13:46.406155+00:00 node-1 kernel: [ 6236.551431] calico-packet: "
+    "IN=azv7c40892f581 OUT=eth0 MAC=ee:ee:ee:ee:ee:ee:f2:f8:09:3d:97:03:08:00 " + payload
+    for payload in (
+        "SRC=10.244.0.179 DST=203.0.113.9 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=27413 DF PROTO=TCP "
+        "SPT=53940 DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0 ",
+        "SRC=10.244.0.179 DST=198.51.100.7 LEN=76 TOS=0x10 PREC=0x20 TTL=64 ID=1 PROTO=UDP "
+        "SPT=40000 DPT=53 LEN=56 ",
+        "SRC=10.244.0.179 DST=192.0.2.1 LEN=84 TOS=0x00 PREC=0x00 TTL=63 ID=5 DF PROTO=ICMP "
+        "TYPE=8 CODE=0 ID=77 SEQ=3 MARK=0x1f",
+    )
+]
+#: What the fast expression's field runs ([^ ], [^=], [0-9]) may let through or stop at.
+ODD = "\t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000\u0663\u00b2=: 0x9FfA[]-."
+
+
+@st.composite
+def edited_reference(draw: st.DrawFn) -> tuple[str, str]:
+    original = draw(st.sampled_from(REFERENCE))
+    line = original
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(line)))
+        kind = draw(st.sampled_from(["insert", "replace", "delete"]))
+        odd = draw(st.text(alphabet=ODD, min_size=1, max_size=3))
+        if kind == "insert":
+            line = line[:i] + odd + line[i:]
+        elif kind == "replace":
+            line = line[:i] + odd + line[i + len(odd) :]
+        else:
+            line = line[:i] + line[i + draw(st.integers(1, 4)) :]
+    return original, line
+
+
+@given(edited_reference(), st.sampled_from([None, "calico-packet", "calico-packet %k:%n"]))
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+def test_fast_path_decides_edited_reference_lines_as_the_general_path(
+    edit: tuple[str, str], prefix: str | None
+) -> None:
+    original, line = edit
+    want = LogParser(prefix=prefix)._slow(line, 2, fast=False)
+    assert LogParser(prefix=prefix).parse(line, 2) == want
+    first = LogParser(prefix=prefix)._slow(original, 1, fast=False)
+    warm = LogParser(prefix=prefix)  # its caches hold the original line's texts
+    assert list(warm.parse_lines([original, line])) == [r for r in (first, want) if r is not None]
+    assert warm.parse(line, 2) == want
 
 
 # -- rendering lines the way the kernel does -----------------------------------------------------
