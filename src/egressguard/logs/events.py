@@ -119,6 +119,33 @@ def _run_getter(slot: int, index: int) -> Callable[[tuple[Any, ...]], Any]:
     return get
 
 
+def _constructor(
+    cls: type, names: tuple[str, ...], defaults: dict[str, Any], layout: list[tuple[int, int, bool]]
+) -> Callable[..., Any]:
+    """``cls.__new__``: one parameter per field, with its default, returning the slots.
+
+    Generated from source, as ``collections.namedtuple`` and ``dataclasses`` generate their
+    constructors: Python itself then checks the arguments, and the body is one tuple display
+    (~1.2 µs for an event of 17 keywords, against ~5 µs for a loop over ``**kwargs`` that
+    packs the runs); the parser's general path builds every event through it.
+    """
+    if any(not name.isidentifier() or name.startswith("_") for name in names):
+        raise TypeError(f"{cls.__name__}: field names must be identifiers without a leading _")
+    slots = [
+        f"({', '.join(names[first:stop])},)" if run else names[first] for first, stop, run in layout
+    ]
+    source = (
+        f"def __new__(_cls, {', '.join(names)}):\n    return _new(_cls, ({', '.join(slots)},))\n"
+    )
+    namespace: dict[str, Any] = {"_new": tuple.__new__}
+    exec(source, namespace)  # noqa: S102  (the text is made of this class's own field names)
+    new: Callable[..., Any] = namespace["__new__"]
+    new.__defaults__ = tuple(defaults.values())
+    new.__qualname__ = f"{cls.__qualname__}.__new__"
+    new.__doc__ = f"A new {cls.__name__}: every field may be given by name or in field order."
+    return new
+
+
 @dataclass_transform(frozen_default=True)
 class _Record(tuple[Any, ...]):
     """A record kept as a tuple of slots: a field has a slot of its own, or belongs to a run
@@ -136,7 +163,6 @@ class _Record(tuple[Any, ...]):
     _layout: ClassVar[tuple[tuple[int, int, bool], ...]]
     #: field name -> (slot, index in its run, or -1 when the slot is the field's own)
     _where: ClassVar[dict[str, tuple[int, int]]]
-    _index: ClassVar[dict[str, int]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -159,28 +185,11 @@ class _Record(tuple[Any, ...]):
         cls._field_defaults = defaults
         cls._layout = tuple(layout)
         cls._where = where
-        cls._index = {name: i for i, name in enumerate(names)}
-
-    @classmethod
-    def _pack(cls, values: list[Any] | tuple[Any, ...]) -> tuple[Any, ...]:
-        """The slots holding ``values`` (every field, in order)."""
-        return tuple(
-            tuple(values[first:stop]) if run else values[first] for first, stop, run in cls._layout
-        )
+        cls.__new__ = staticmethod(_constructor(cls, names, defaults, layout))  # type: ignore[method-assign]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
-        values = list(cls._field_defaults.values())
-        if len(args) > len(values):
-            raise TypeError(f"{cls.__name__}() takes {len(values)} arguments, {len(args)} given")
-        values[: len(args)] = args
-        for name, value in kwargs.items():
-            i = cls._index.get(name)
-            if i is None:
-                raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {name!r}")
-            if i < len(args):
-                raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
-            values[i] = value
-        return tuple.__new__(cls, cls._pack(values))
+        # Replaced in every subclass by the constructor __init_subclass__ generates.
+        raise TypeError(f"{cls.__name__} declares no fields")
 
     def _values(self) -> tuple[Any, ...]:
         """Every field's value, in field order."""

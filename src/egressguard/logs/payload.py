@@ -249,24 +249,31 @@ class _Cursor:
 
 
 def _tokens(payload: str) -> list[str]:
-    """Split on single spaces; peel the brackets of a quoted header off their neighbours."""
+    """Split on single spaces; peel the brackets of a quoted header off their neighbours.
+
+    A ']' closes a header only while one is open: outside, it belongs to the value it ends
+    (Linux allows it in an interface name: ``OUT=eth]``)."""
     text = payload.rstrip("\r\n")
     if text.endswith(" "):
         text = text[:-1]
     raw = text.split(" ")
     out: list[str] = []
+    depth = 0
     for field in raw:
         tok = field
         if not tok:
             raise Rejected("grammar", "two spaces in a row: the kernel separates fields by one")
-        if len(tok) > 1 and tok[0] == "[" and not "0" <= tok[1] <= "9":
-            out.append("[")
-            tok = tok[1:]
-        if len(tok) > 1 and tok[-1] == "]" and tok != "bytes]":
-            out.append(tok[:-1])
-            out.append("]")
-        else:
-            out.append(tok)
+        if tok[0] == "[" and (len(tok) == 1 or not "0" <= tok[1] <= "9"):
+            depth += 1
+            if len(tok) > 1:
+                out.append("[")
+                tok = tok[1:]
+        if tok[-1] == "]" and depth and tok != "bytes]":
+            depth -= 1
+            if len(tok) > 1:
+                out.append(tok[:-1])
+                tok = "]"
+        out.append(tok)
     return out
 
 

@@ -85,7 +85,7 @@ def test_wrong_names_and_arguments_are_refused() -> None:
         Event(dport=443)  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="multiple values"):
         Event(1, line_no=2)  # type: ignore[misc]
-    with pytest.raises(TypeError, match="takes 77 arguments"):
+    with pytest.raises(TypeError, match="positional arguments"):
         Event(*range(78))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dport"):
         Event()._replace(dport=443)

@@ -219,3 +219,12 @@ def test_non_ascii_digits_in_journald_and_kmsg_wrappers() -> None:
     kmsg = parse_line("5,7\u0667,1500000,-;calico-packet: " + PAYLOAD)
     assert isinstance(kmsg, Event)
     assert (kmsg.wrapper, kmsg.seq) == ("bare", None)
+
+
+def test_a_bracket_ends_an_interface_name_outside_a_quoted_header() -> None:
+    """Linux allows ']' in an interface name; only inside an ICMP error's quoted '[...]' header
+    does a trailing ']' close it. Both paths read the name whole."""
+    text = line(payload=PAYLOAD.replace("OUT=eth0", "OUT=eth]"))
+    for result in (LogParser().parse(text, 1), LogParser()._slow(text, 1, fast=False)):
+        assert isinstance(result, Event), result
+        assert result.out_iface == "eth]"
