@@ -152,7 +152,8 @@ class _Record(tuple[Any, ...]):
     of consecutive fields (``_runs``: first and last name) stored as one nested tuple.
 
     Subclasses declare every field as an annotated class attribute with its default, in order,
-    as for a ``NamedTuple``; ``__init_subclass__`` turns each into a read-only property.
+    as for a ``NamedTuple``; ``__init_subclass__`` turns each into a read-only property (one
+    index, or two for a field in a run) and generates the constructor.
     """
 
     __slots__ = ()
@@ -185,7 +186,8 @@ class _Record(tuple[Any, ...]):
         cls._field_defaults = defaults
         cls._layout = tuple(layout)
         cls._where = where
-        cls.__new__ = staticmethod(_constructor(cls, names, defaults, layout))  # type: ignore[method-assign]
+        new = _constructor(cls, names, defaults, layout)
+        cls.__new__ = staticmethod(new)  # type: ignore[method-assign]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # Replaced in every subclass by the constructor __init_subclass__ generates.
