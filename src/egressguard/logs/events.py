@@ -146,6 +146,33 @@ def _constructor(
     return new
 
 
+def _readers(
+    names: tuple[str, ...], layout: list[tuple[int, int, bool]]
+) -> tuple[Callable[..., tuple[Any, ...]], Callable[..., dict[str, Any]]]:
+    """``_values`` and ``_asdict``, generated like the constructor: one tuple display and one
+    dict display reading every field from its slot (~1.3 and ~3.8 µs for an event, most of
+    the latter building the 77-entry dict; loops over the slots cost ~1-2 µs more).
+    ``event_to_json`` and the CLI read events through them."""
+    runs: list[str] = []
+    reads: list[str] = []
+    for slot, (first, stop, run) in enumerate(layout):
+        if run:
+            runs.append(f"    r{slot} = self[{slot}]\n")
+            reads.extend(f"r{slot}[{i - first}]" for i in range(first, stop))
+        else:
+            reads.append(f"self[{slot}]")
+    mapping = ", ".join(f"{name!r}: {read}" for name, read in zip(names, reads, strict=True))
+    source = (
+        f"def _values(self):\n{''.join(runs)}    return ({', '.join(reads)},)\n"
+        f"def _asdict(self):\n{''.join(runs)}    return {{{mapping}}}\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102  (the text is made of this class's own field names)
+    namespace["_values"].__doc__ = "Every field's value, in field order."
+    namespace["_asdict"].__doc__ = "Every field by name, in field order."
+    return namespace["_values"], namespace["_asdict"]
+
+
 @dataclass_transform(frozen_default=True)
 class _Record(tuple[Any, ...]):
     """A record kept as a tuple of slots: a field has a slot of its own, or belongs to a run
@@ -153,7 +180,7 @@ class _Record(tuple[Any, ...]):
 
     Subclasses declare every field as an annotated class attribute with its default, in order,
     as for a ``NamedTuple``; ``__init_subclass__`` turns each into a read-only property (one
-    index, or two for a field in a run) and generates the constructor.
+    index, or two for a field in a run) and generates the constructor, ``_values`` and ``_asdict``.
     """
 
     __slots__ = ()
@@ -188,23 +215,19 @@ class _Record(tuple[Any, ...]):
         cls._where = where
         new = _constructor(cls, names, defaults, layout)
         cls.__new__ = staticmethod(new)  # type: ignore[method-assign]
+        cls._values, cls._asdict = _readers(names, layout)  # type: ignore[method-assign]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # Replaced in every subclass by the constructor __init_subclass__ generates.
         raise TypeError(f"{cls.__name__} declares no fields")
 
     def _values(self) -> tuple[Any, ...]:
-        """Every field's value, in field order."""
-        out: list[Any] = []
-        for item, (_, _, run) in zip(self, self._layout, strict=True):
-            if run:
-                out.extend(item)
-            else:
-                out.append(item)
-        return tuple(out)
+        """Every field's value, in field order (generated per subclass)."""
+        raise NotImplementedError
 
     def _asdict(self) -> dict[str, Any]:
-        return dict(zip(self._fields, self._values(), strict=True))
+        """Every field by name, in field order (generated per subclass)."""
+        raise NotImplementedError
 
     def _replace(self, **changes: Any) -> Self:
         """A copy with the named fields changed (``ValueError`` for an unknown name)."""
