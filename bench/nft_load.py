@@ -33,9 +33,10 @@ rounds (median of ``--rounds``, methods interleaved so machine noise hits all of
 
 Targets (DESIGN §7): egressguard apply ≤ 1.5 × ``nft -f (CIDR list)``; a 1% change ≤ 10% of
 a full load. "A full load" is egressguard's own full apply measured in the same rounds (the
-target's ratio); the ratio to ``nft -f (CIDR list)`` (the anchor) is printed too. The machine's
-load average at the start and the end is printed with the results: other work on the machine
-slows the kernel's part as much as ours.
+target's ratio, the strict reading: our full apply is faster than the anchor's); the ratio to
+``nft -f (CIDR list)``, the anchor's full load (the other reading of DESIGN §7), is printed with
+its own verdict. The machine's load average at the start and the end is printed with the
+results: other work on the machine slows the kernel's part as much as ours.
 """
 
 from __future__ import annotations
@@ -414,7 +415,11 @@ def main() -> int:
             f"  1% change / egressguard apply            {data['increment_vs_apply']:6.1%} "
             f"(target <= {TARGET_INCREMENT:.0%}: {ok})"
         )
-        print(f"  1% change / nft -f (CIDR list)           {data['increment_vs_plain']:6.1%}")
+        ok = "ok" if data["increment_vs_plain"] <= TARGET_INCREMENT else "MISSED"
+        print(
+            f"  1% change / nft -f (CIDR list)           {data['increment_vs_plain']:6.1%} "
+            f"(same target against the anchor's full load: {ok})"
+        )
         print(f"  its apply part / egressguard apply       {data['increment_apply_vs_apply']:6.1%}")
         print(f"  1-range change / egressguard apply       {data['one_range_vs_apply']:6.1%}")
     return 0
