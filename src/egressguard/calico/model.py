@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, TypeAlias
 
 from egressguard.problems import Path, Problem
+from egressguard.selector import rewrite
 from egressguard.yamlio import nearest_line
 
 __all__ = [
@@ -104,13 +105,14 @@ KNP_PREFIX: Final = "knp.default."
 K8S_POLICY_ORDER: Final = 1000.0
 
 #: Labels Calico adds to endpoints and network sets for selector evaluation (§1.3;
-#: libcalico-go ``k8s/conversion/constants.go``, ``api/.../v3/constants.go``).
-LABEL_NAMESPACE: Final = "projectcalico.org/namespace"
+#: libcalico-go ``k8s/conversion/constants.go``, ``api/.../v3/constants.go``). The ones the
+#: selector rewrites use are defined there, once.
+LABEL_NAMESPACE: Final = rewrite.NAMESPACE_LABEL
 LABEL_ORCHESTRATOR: Final = "projectcalico.org/orchestrator"
-LABEL_SERVICE_ACCOUNT: Final = "projectcalico.org/serviceaccount"
+LABEL_SERVICE_ACCOUNT: Final = rewrite.SERVICE_ACCOUNT_LABEL
 LABEL_NAMESPACE_NAME: Final = "projectcalico.org/name"
-NAMESPACE_LABEL_PREFIX: Final = "pcns."
-SERVICE_ACCOUNT_LABEL_PREFIX: Final = "pcsa."
+NAMESPACE_LABEL_PREFIX: Final = rewrite.NAMESPACE_PREFIX
+SERVICE_ACCOUNT_LABEL_PREFIX: Final = rewrite.SERVICE_ACCOUNT_PREFIX
 #: Kubernetes sets this label on every namespace (since 1.21).
 K8S_NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"
 
