@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
+from egressguard.adapters.state import fsync_dir
 from egressguard.errors import EnvironmentProblem, UsageError
 
 __all__ = ["LocalManifestDir", "ManifestDir", "MemoryManifestDir"]
@@ -81,14 +82,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LocalManifestDir:
     """A directory on the local filesystem (symlinks are followed to the real directory)."""
 
@@ -137,7 +130,7 @@ class LocalManifestDir:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-            _fsync_dir(fresh)
+            fsync_dir(fresh)
             if not target.exists():
                 os.rename(fresh, target)
             elif _exchange(fresh, target):
@@ -147,7 +140,7 @@ class LocalManifestDir:
                 os.rename(target, old)
                 os.rename(fresh, target)
                 shutil.rmtree(old, ignore_errors=True)
-            _fsync_dir(parent)
+            fsync_dir(parent)
         except OSError as exc:
             raise EnvironmentProblem(
                 f"{self.path}: cannot write the build: {exc.strerror or exc}",

@@ -40,6 +40,7 @@ __all__ = [
     "StateStore",
     "StoredCopy",
     "atomic_write",
+    "fsync_dir",
 ]
 
 _META = "meta.json"
@@ -110,7 +111,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries to disk, so a rename or a new file in it survives a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -139,7 +141,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _key_dir(key: str) -> str:
