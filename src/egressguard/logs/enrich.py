@@ -41,13 +41,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any, NamedTuple
 
 from egressguard.calico.model import GlobalNetworkSet, NetworkSet
 from egressguard.cidr.addresses import CidrError
 from egressguard.cidr.lookup import ProvenanceIndex
-from egressguard.logs.events import Event, event_epoch
+from egressguard.logs.events import Event, event_epoch, parse_time
 
 __all__ = [
     "BLOCKLIST_LABEL",
@@ -201,19 +201,6 @@ class NetworkIndex:
 
 # --------------------------------------------------------------------------------------------
 # pods
-
-
-def parse_time(text: Any) -> float | None:
-    """Seconds since the epoch of a Kubernetes timestamp (RFC 3339), ``None`` if it is not one."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 class PodSpan(NamedTuple):

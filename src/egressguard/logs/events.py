@@ -40,6 +40,7 @@ __all__ = [
     "event_to_json",
     "issue_to_json",
     "packet_to_json",
+    "parse_time",
 ]
 
 #: Layer-1 wrapper kinds, as ``Event.wrapper`` names them.
@@ -416,18 +417,24 @@ def issue_to_json(issue: Issue, *, source: str | None = None) -> dict[str, Any]:
     return out
 
 
-def event_epoch(event: Event, *, naive_tz: tzinfo = UTC) -> float | None:
-    """Seconds since the epoch of ``event.time``; ``None`` without a time.
+def parse_time(text: object, *, naive_tz: tzinfo = UTC) -> float | None:
+    """Seconds since the epoch of an ISO 8601 / RFC 3339 time (an event's ``time``, a
+    Kubernetes timestamp); ``None`` for anything that is not one.
 
     Times without an offset (RFC 3164, ``dmesg -T``) are read in ``naive_tz``: the caller
     knows the host's zone, the pure core does not.
     """
-    if event.time is None:
+    if not isinstance(text, str) or not text:
         return None
     try:
-        when = datetime.fromisoformat(event.time.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=naive_tz)
     return when.timestamp()
+
+
+def event_epoch(event: Event, *, naive_tz: tzinfo = UTC) -> float | None:
+    """Seconds since the epoch of ``event.time`` (``parse_time``); ``None`` without a time."""
+    return parse_time(event.time, naive_tz=naive_tz)
