@@ -38,11 +38,16 @@ from egressguard import yamlio
 from egressguard.calico.model import (
     API_V1,
     API_V3,
+    BUILTIN_TIERS,
     CALICO_API_GROUPS,
     K8S_NETWORKING_V1,
+    KUBE_ADMIN_TIER,
+    KUBE_BASELINE_TIER,
     LABEL_NAMESPACE,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
+    Action,
+    PolicyType,
 )
 from egressguard.errors import SelectorError
 from egressguard.problems import Path, Problem, format_path
@@ -78,25 +83,23 @@ PORTS_MAX: Final = 50
 HTTP_ITEMS_MAX: Final = 20
 HTTP_PATH_MAX: Final = 1024
 
-ACTIONS: Final = ("Allow", "Deny", "Log", "Pass")
+ACTIONS: Final = tuple(action.value for action in Action)
 #: Stands for a protocol that was given but is invalid (already reported).
 _BAD_PROTOCOL: Final = -1
-POLICY_TYPES: Final = ("Ingress", "Egress")
+POLICY_TYPES: Final = tuple(policy_type.value for policy_type in PolicyType)
 STAGED_ACTIONS: Final = ("Set", "Delete", "Learn", "Ignore")
 PERFORMANCE_HINTS: Final = ("AssumeNeededOnEveryNode",)
-#: Built-in tiers whose order Calico fixes (§2.2). The v3.29–v3.31 names of the Pass tiers are
-#: included so that an old manifest is judged by the rule of its release.
+#: Built-in tiers whose order Calico fixes (§2.2), from the model's ``BUILTIN_TIERS``. The
+#: v3.29–v3.31 names of the Pass tiers are included so that an old manifest is judged by the
+#: rule of its release.
+_ORDERS: Final = {name: t.order for name, t in BUILTIN_TIERS.items() if t.order is not None}
 BUILTIN_TIER_ORDERS: Final[Mapping[str, float]] = {
-    "default": 1_000_000.0,
-    "kube-admin": 1_000.0,
-    "kube-baseline": 10_000_000.0,
-    "adminnetworkpolicy": 1_000.0,
-    "baselineadminnetworkpolicy": 10_000_000.0,
+    **_ORDERS,
+    "adminnetworkpolicy": _ORDERS[KUBE_ADMIN_TIER],
+    "baselineadminnetworkpolicy": _ORDERS[KUBE_BASELINE_TIER],
 }
 BUILTIN_TIER_ACTIONS: Final[Mapping[str, str]] = {
-    "default": "Deny",
-    "kube-admin": "Pass",
-    "kube-baseline": "Pass",
+    name: tier.effective_default_action.value for name, tier in BUILTIN_TIERS.items()
 }
 
 #: Fields of Kubernetes ObjectMeta a manifest may carry.
@@ -174,7 +177,6 @@ _SPEC_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "NetworkPolicy": _POLICY_KEYS,
     "StagedNetworkPolicy": _POLICY_KEYS | {"stagedAction"},
 }
-_NAMESPACED: Final = frozenset({"NetworkSet", "NetworkPolicy", "StagedNetworkPolicy"})
 
 
 # --------------------------------------------------------------------------------------------
