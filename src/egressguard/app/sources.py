@@ -77,7 +77,15 @@ from egressguard.errors import ConfigError, EgressguardError, SourceError
 from egressguard.feeds import checksums, registry
 from egressguard.feeds.geo import maxmind, normalise_code
 from egressguard.feeds.geo import select as select_countries
-from egressguard.feeds.result import Blob, FeedMeta, Issue, ParsedFeed, pack_tar, union_sets
+from egressguard.feeds.result import (
+    MAX_KEPT_ISSUES,
+    Blob,
+    FeedMeta,
+    Issue,
+    ParsedFeed,
+    pack_tar,
+    union_sets,
+)
 
 __all__ = [
     "GeoSpec",
@@ -793,8 +801,8 @@ class SourceLoader:
                 spec.name, spec.kind, status, AddressSet(), reason=reason, parts=reports
             )
         parsed = [p for _, p in outcomes if p is not None]
-        issues = tuple(i for p in parsed for i in p.issues)[:100]
-        notes = tuple(i for p in parsed for i in p.notes)[:100]
+        issues = tuple(i for p in parsed for i in p.issues)[:MAX_KEPT_ISSUES]
+        notes = tuple(i for p in parsed for i in p.notes)[:MAX_KEPT_ISSUES]
         common: dict[str, Any] = {
             "reason": reason,
             "entries": sum(p.entries for p in parsed),
