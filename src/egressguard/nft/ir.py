@@ -25,6 +25,7 @@ fields); a violation is a bug in the caller, reported as ``ValueError``.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -445,7 +446,10 @@ class Table:
         set_names = [s.name for s in self.sets]
         chain_names = [c.name for c in self.chains]
         for kind, names in (("set", set_names), ("chain", chain_names)):
-            dupes = sorted({n for n in names if names.count(n) > 1})
+            # Counted in one pass: a table of a host with many workloads has thousands of
+            # chains, and it is built again on every compile (list.count per name was
+            # quadratic: 0.4 s for 5000 chains).
+            dupes = sorted(name for name, count in Counter(names).items() if count > 1)
             if dupes:
                 raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
         families = {s.name: s.family for s in self.sets}
