@@ -57,7 +57,7 @@ from egressguard.calico.model import (
     StagedNetworkPolicy,
     Tier,
 )
-from egressguard.calico.validate import check, parse_path
+from egressguard.calico.validate import check, manifest_items
 from egressguard.errors import ManifestError
 from egressguard.problems import Path, Problem, format_path
 
@@ -68,7 +68,6 @@ __all__ = [
     "load_documents",
     "load_paths",
     "load_text",
-    "parse_path",
     "port_from_yaml",
     "protocol_from_yaml",
     "rule_from_yaml",
@@ -676,21 +675,6 @@ def _origin(doc: yamlio.Document) -> Origin:
     return Origin(file=doc.source, document=doc.index, line=doc.line, lines=doc.lines)
 
 
-def _is_list(data: Any) -> bool:
-    if not isinstance(data, Mapping):
-        return False
-    kind = data.get("kind")
-    return isinstance(kind, str) and kind.endswith("List") and isinstance(data.get("items"), list)
-
-
-def _items(doc: yamlio.Document) -> Iterable[tuple[Path, Any]]:
-    if _is_list(doc.data):
-        for i, item in enumerate(doc.data["items"]):
-            yield ("items", i), item
-    else:
-        yield (), doc.data
-
-
 def load_documents(documents: Iterable[yamlio.Document], *, validate: bool = True) -> Manifests:
     """Validate and convert YAML documents; invalid ones are reported, not converted.
 
@@ -702,7 +686,7 @@ def load_documents(documents: Iterable[yamlio.Document], *, validate: bool = Tru
     seen: dict[tuple[str, str | None, str], Resource] = {}
     for doc in documents:
         origin = _origin(doc)
-        for prefix, item in _items(doc):
+        for prefix, item in manifest_items(doc.data):
             if validate:
                 found = check(item, prefix)
                 if found:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from egressguard import yamlio
@@ -53,7 +53,7 @@ from egressguard.errors import SelectorError
 from egressguard.problems import Path, Problem, format_path
 from egressguard.selector import parse as parse_selector
 
-__all__ = ["check", "parse_path", "validate", "validate_at", "validate_documents"]
+__all__ = ["check", "manifest_items", "validate", "validate_documents"]
 
 # --------------------------------------------------------------------------------------------
 # Formats (validator.go; k8s.io/apimachinery/pkg/util/validation)
@@ -1101,9 +1101,16 @@ def check(document: Any, prefix: Path = ()) -> list[tuple[Path, Problem]]:
     return checker.found
 
 
-def validate_at(document: Any, prefix: Path = ()) -> list[Problem]:
-    """Problems of one manifest whose paths start with ``prefix`` (for items of a List)."""
-    return [problem for _, problem in check(document, prefix)]
+def manifest_items(data: Any) -> Iterator[tuple[Path, Any]]:
+    """The manifests of one YAML document with their path prefix: the items of a ``kind: List``
+    (or ``<Kind>List``, as ``kubectl get -o yaml`` prints them) at ``("items", i)``, else the
+    document itself at ``()``."""
+    kind = data.get("kind") if isinstance(data, Mapping) else None
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(data.get("items"), list):
+        for i, item in enumerate(data["items"]):
+            yield ("items", i), item
+    else:
+        yield (), data
 
 
 def validate(document: Mapping[str, Any]) -> list[Problem]:
@@ -1112,7 +1119,7 @@ def validate(document: Mapping[str, Any]) -> list[Problem]:
     Each ``Problem`` has ``path`` (``spec.egress[1].destination.nets[0]``) and ``message``;
     file and line are unset (see ``validate_documents``).
     """
-    return validate_at(document, ())
+    return [problem for _, problem in check(document)]
 
 
 def validate_documents(documents: Iterable[yamlio.Document]) -> list[Problem]:
@@ -1120,31 +1127,9 @@ def validate_documents(documents: Iterable[yamlio.Document]) -> list[Problem]:
 
     ``kind: List`` documents are validated item by item (paths ``items[i]...``).
     """
-    out: list[Problem] = []
-    for doc in documents:
-        data = doc.data
-        if (
-            isinstance(data, Mapping)
-            and isinstance(data.get("kind"), str)
-            and data["kind"].endswith("List")
-            and isinstance(data.get("items"), list)
-        ):
-            found = [
-                pair for i, item in enumerate(data["items"]) for pair in check(item, ("items", i))
-            ]
-        else:
-            found = check(data, ())
-        out.extend(doc.locate(problem, path) for path, problem in found)
-    return out
-
-
-def parse_path(text: str) -> Path:
-    """``spec.egress[1].action`` → ``("spec", "egress", 1, "action")`` (inverse of
-    ``problems.format_path`` for keys without dots or brackets)."""
-    out: list[str | int] = []
-    for part in re.finditer(r"\[(\d+)\]|\.?([^.\[]+)", text):
-        if part[1] is not None:
-            out.append(int(part[1]))
-        else:
-            out.append(part[2])
-    return tuple(out)
+    return [
+        doc.locate(problem, path)
+        for doc in documents
+        for prefix, item in manifest_items(doc.data)
+        for path, problem in check(item, prefix)
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from egressguard import yamlio
-from egressguard.calico import validate, validate_documents
+from egressguard.calico import load_documents, validate, validate_documents
 from egressguard.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -166,6 +166,27 @@ def test_validate_documents_locates_every_problem() -> None:
         ("p.yaml", 20, 1, "spec.egress[1].action"),
         ("p.yaml", 23, 1, "spec.egress[1].destination.nets[0]"),
     ]
+
+
+@pytest.mark.parametrize("kind", ["List", "GlobalNetworkSetList"])
+def test_validate_documents_checks_list_items_like_the_loader(kind: str) -> None:
+    text = (
+        f"apiVersion: v1\nkind: {kind}\nitems:\n"
+        "- apiVersion: crd.projectcalico.org/v1\n  kind: GlobalNetworkSet\n"
+        "  metadata: {name: a}\n  spec: {nets: [192.0.2.0/24]}\n"
+        "- apiVersion: crd.projectcalico.org/v1\n  kind: GlobalNetworkSet\n"
+        "  metadata: {name: b}\n  spec: {nets: [bogus]}\n"
+    )
+    problems = validate_documents(yamlio.load_text(text, "list.yaml"))
+    assert [(p.path, p.line) for p in problems] == [("items[1].spec.nets[0]", 11)]
+    assert problems == list(load_documents(yamlio.load_text(text, "list.yaml")).problems)
+
+
+def test_validate_documents_does_not_expand_a_list_kind_without_items() -> None:
+    (doc,) = yamlio.load_text("apiVersion: v1\nkind: PodList\nitems: none\n", "x.yaml")
+    (problem,) = validate_documents([doc])
+    assert problem.path == "kind"
+    assert "is not a kind egressguard understands" in problem.message
 
 
 def test_validate_returns_unlocated_problems_with_paths() -> None:
