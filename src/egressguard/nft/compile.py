@@ -304,7 +304,6 @@ class _Compiler:
         self.cache = cache
         self.notes: list[str] = []
         self.entities = self._entities()
-        self.sets: dict[tuple[Family, str], ir.IntervalSet] = {}
         self.chains: list[ir.Chain] = []
         self._reach: dict[str, tuple[int, ...]] = {}
         self._selector_sets: dict[tuple[Family, str], str | None] = {}
@@ -397,16 +396,23 @@ class _Compiler:
         if members:
             digest = hashlib.sha256(key[1].encode()).hexdigest()[:12]
             name = f"sel{family}-{digest}"
-            recipe = _SetRecipe(family, name, _comment(key[1]), members)
-            self._recipes[key] = recipe
-            self.sets[key] = self._build_set(recipe)
+            self._recipes[key] = _SetRecipe(family, name, _comment(key[1]), members)
         self._selector_sets[key] = name
         return name
 
-    def _build_set(self, recipe: _SetRecipe) -> ir.IntervalSet:
-        members = [self.entities[i].addresses[recipe.family] for i in recipe.members]
-        elements = members[0] if len(members) == 1 else union_all(members)  # sets are values
-        return ir.IntervalSet(recipe.name, recipe.family, elements, recipe.comment)
+    def _build_sets(self, recipes: Iterable[_SetRecipe]) -> tuple[ir.IntervalSet, ...]:
+        """The selector sets of ``recipes`` with this compile's addresses: one way for a fresh
+        compile and a rebuilt structure alike."""
+        out = []
+        for recipe in recipes:
+            members = [self.entities[i].addresses[recipe.family] for i in recipe.members]
+            elements = members[0] if len(members) == 1 else union_all(members)  # sets are values
+            out.append(ir.IntervalSet(recipe.name, recipe.family, elements, recipe.comment))
+        return tuple(out)
+
+    def recipes(self) -> tuple[_SetRecipe, ...]:
+        """The selector sets made so far, in table order (by family, then selector)."""
+        return tuple(self._recipes[key] for key in sorted(self._recipes))
 
     # -- reuse ---------------------------------------------------------------------------
 
@@ -423,11 +429,10 @@ class _Compiler:
         )
 
     def structure(self, key: tuple[Any, ...], compiled: Compiled) -> _Structure:
-        order = sorted(self._recipes, key=lambda k: (k[0], k[1]))
         return _Structure(
             key,
             compiled.table.chains,
-            tuple(self._recipes[k] for k in order),
+            self.recipes(),
             compiled.endpoints,
             compiled.notes,
             render.structure_digest(compiled.table),
@@ -435,8 +440,7 @@ class _Compiler:
 
     def rebuild(self, structure: _Structure) -> Compiled:
         """The table of ``structure`` with set elements from this compile's entities."""
-        sets = tuple(self._build_set(recipe) for recipe in structure.recipes)
-        table = ir.Table(sets, structure.chains)
+        table = ir.Table(self._build_sets(structure.recipes), structure.chains)
         table.memo["structure"] = structure.digest  # same chains and set definitions
         return Compiled(table, structure.endpoints, structure.notes)
 
@@ -783,8 +787,7 @@ class _Compiler:
             base.append(
                 ir.Chain("forward", tuple(dispatch), ir.Hook("forward", self.options.priority))
             )
-        sets = tuple(self.sets[key] for key in sorted(self.sets, key=lambda k: (k[0], k[1])))
-        table = ir.Table(sets, tuple(base) + tuple(self.chains))
+        table = ir.Table(self._build_sets(self.recipes()), tuple(base) + tuple(self.chains))
         return Compiled(table, tuple(summaries), tuple(self.notes))
 
 
