@@ -104,6 +104,18 @@ def contains_points(starts: I64, ends: I64, points: I64) -> Bools:
 # IPv6: 128-bit values as [hi, lo] uint64 pairs
 
 
+def _low_mask(bits: I64) -> U64:
+    """uint64 with the low ``bits`` bits set (0..64)."""
+    small = np.left_shift(_ONE, np.minimum(bits, 63).astype(np.uint64)) - _ONE
+    return np.where(bits >= 64, _ALL, small).astype(np.uint64)
+
+
+def v6_host_masks(prefixlen: I64) -> tuple[U64, U64]:
+    """The host bits of IPv6 prefix lengths as ``[hi, lo]`` uint64 masks (``/128``: 0, 0)."""
+    host = 128 - prefixlen
+    return _low_mask(np.maximum(host - 64, 0)), _low_mask(np.minimum(host, 64))
+
+
 def v6_plus_one(v: U64) -> tuple[U64, npt.NDArray[np.uint8]]:
     """``v + 1`` for (n, 2) [hi, lo] values, with the carry out of bit 127 as a third part."""
     lo = v[:, 1] + _ONE

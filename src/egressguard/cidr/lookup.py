@@ -229,17 +229,7 @@ class ProvenanceIndex:
             e = s + np.left_shift(np.int64(1), 32 - plen)
             coords = None
         else:
-            host = 128 - plen
-            m_lo = np.where(
-                host >= 64,
-                np.uint64(_M64),
-                np.left_shift(np.uint64(1), np.minimum(host, 63).astype(np.uint64)) - np.uint64(1),
-            ).astype(np.uint64)
-            hb = np.maximum(host - 64, 0)
-            m_hi = (
-                np.left_shift(np.uint64(1), np.minimum(hb, 63).astype(np.uint64)) - np.uint64(1)
-            ).astype(np.uint64)
-            m_hi = np.where(hb >= 64, np.uint64(_M64), m_hi).astype(np.uint64)
+            m_hi, m_lo = eng.v6_host_masks(plen)
             last = np.stack((first[:, 0] | m_hi, first[:, 1] | m_lo), axis=1)
             coords, (s, e) = eng.V6Coordinates.build(eng.v6_to_halfopen(first, last))
         both = np.sort(np.concatenate((s, e)))

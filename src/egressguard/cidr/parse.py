@@ -36,6 +36,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from egressguard.cidr import _engine as eng
 from egressguard.cidr.addresses import (
     MAX_PREFIX,
     CidrError,
@@ -313,12 +314,6 @@ def _fast_v4(
         out.notes.append((line_base + int(lines[i]), "host bits"))
 
 
-def _low_mask(bits: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
-    """uint64 with the low ``bits`` bits set (0..64)."""
-    small = np.left_shift(np.uint64(1), np.minimum(bits, 63).astype(np.uint64)) - np.uint64(1)
-    return np.where(bits >= 64, np.uint64(0xFFFFFFFFFFFFFFFF), small).astype(np.uint64)
-
-
 def _fast_v6(
     a: npt.NDArray[np.uint8],
     starts: npt.NDArray[np.int64],
@@ -412,9 +407,7 @@ def _fast_v6(
     hi |= (mat[:, 2] << np.uint64(16)) | mat[:, 3]
     lo = (mat[:, 4] << np.uint64(48)) | (mat[:, 5] << np.uint64(32))
     lo |= (mat[:, 6] << np.uint64(16)) | mat[:, 7]
-    host_bits = 128 - prefix
-    m_lo = _low_mask(np.minimum(host_bits, 64))
-    m_hi = _low_mask(np.maximum(host_bits - 64, 0))
+    m_hi, m_lo = eng.v6_host_masks(prefix)
     f_hi = hi & ~m_hi
     f_lo = lo & ~m_lo
     out.v6_first.append(np.stack((f_hi, f_lo), axis=1))
