@@ -70,6 +70,7 @@ __all__ = [
     "ObjectRef",
     "ResourceKind",
     "RetryPolicy",
+    "call_with_retry",
     "connect",
     "translate_error",
 ]
@@ -327,6 +328,41 @@ class RetryPolicy:
 _T = TypeVar("_T")
 
 
+def call_with_retry(
+    action: str,
+    fn: Callable[[], _T],
+    *,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    rng: random.Random,
+    retry: bool = True,
+) -> _T:
+    """``fn()``, one API request, with its failures translated (:func:`translate_error`) and the
+    retryable ones retried under ``policy``: timeouts, connection failures, 429 and
+    500/502/503/504, after the policy's delay or the server's ``Retry-After`` (capped). A 409 is
+    transient but not retried: the same stale write cannot succeed. ``retry=False`` only
+    translates (for a create, whose lost answer may mean it happened). Every Kubernetes client
+    of egressguard calls the API through this, so they retry alike.
+    """
+    failures = 0
+    while True:
+        try:
+            return fn()
+        except (httpx2.HTTPError, ApiError, _LightkubeConfigError) as exc:
+            err = translate_error(exc, action)
+            retryable = retry and (
+                err.status in _RETRIED_STATUSES or (err.status is None and err.transient)
+            )
+            failures += 1
+            if not retryable or failures >= policy.attempts:
+                if retryable:
+                    err.message += f" (after {failures} attempts)"
+                raise err from exc
+            delay = policy.delay(failures, _retry_after(exc), rng)
+            log.warning("%s; retrying in %.2fs (attempt %d)", err.message, delay, failures + 1)
+            sleep(delay)
+
+
 # --------------------------------------------------------------------------- the real client
 
 
@@ -425,23 +461,7 @@ class KubeClient:
         return str(self._kube.namespace)
 
     def _call(self, action: str, fn: Callable[[], _T]) -> _T:
-        failures = 0
-        while True:
-            try:
-                return fn()
-            except (httpx2.HTTPError, ApiError, _LightkubeConfigError) as exc:
-                err = translate_error(exc, action)
-                retryable = err.status in _RETRIED_STATUSES or (
-                    err.status is None and err.transient
-                )
-                failures += 1
-                if not retryable or failures >= self._retry.attempts:
-                    if retryable:
-                        err.message += f" (after {failures} attempts)"
-                    raise err from exc
-                delay = self._retry.delay(failures, _retry_after(exc), self._rng)
-                log.warning("%s; retrying in %.2fs (attempt %d)", err.message, delay, failures + 1)
-                self._sleep(delay)
+        return call_with_retry(action, fn, policy=self._retry, sleep=self._sleep, rng=self._rng)
 
     def _resource(self, api_version: str, kind: str) -> type[GenericGlobalResource]:
         info = CALICO_KINDS.get(kind)

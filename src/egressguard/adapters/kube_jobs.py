@@ -1,16 +1,17 @@
 """Kubernetes Jobs for ``egressguard verify --run``: create, read, list pods, read logs, delete.
 
 A separate module from :mod:`egressguard.adapters.kube` (which owns the Calico objects and the
-Lease) so that each stays a small Protocol; it reuses that module's error translation and retry
-policy, so a failure here reads like any other Kubernetes failure.
+Lease) so that each stays a small Protocol; its requests go through that module's
+``call_with_retry``, so a failure here is translated, retried and reads like any other
+Kubernetes failure.
 
 Objects cross the boundary as plain manifest dicts, like everywhere in egressguard.
 
 Choices worth knowing:
 
-* **Reads and deletes are retried** on transient failures (timeouts, 429, 5xx) with the same
-  capped backoff as the kube adapter. **Creates are not**: a create whose answer was lost may have
-  happened, and repeating it would fail with 409 anyway.
+* **Reads and deletes are retried** on transient failures (timeouts, 429, 5xx) exactly as the
+  kube adapter retries (capped backoff, ``Retry-After`` honoured). **Creates are not**: a create
+  whose answer was lost may have happened, and repeating it would fail with 409 anyway.
 * **Delete cascades** (``propagationPolicy=Background``). The REST default for a batch/v1 Job is
   to *orphan* its pods (the Job registry's default garbage-collection policy), which would leave
   the probe pod behind; ``kubectl delete job`` sets Background for the same reason (and users
@@ -23,7 +24,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import copy
-import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx2
-from lightkube import ApiError, Client, KubeConfig
+from lightkube import Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ConfigError as _LightkubeConfigError
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import CascadeType
 
-from egressguard.adapters.kube import FIELD_MANAGER, ObjectRef, RetryPolicy, translate_error
+from egressguard.adapters.kube import FIELD_MANAGER, ObjectRef, RetryPolicy, call_with_retry
 from egressguard.errors import KubeError, ManifestError
 
 __all__ = [
@@ -50,9 +50,6 @@ __all__ = [
     "connect_jobs",
 ]
 
-log = logging.getLogger(__name__)
-
-_RETRIED = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_LOG_BYTES = 4 * 1024 * 1024
 
 
@@ -122,28 +119,15 @@ class LightkubeJobClient:
         self.close()
 
     def _call(self, action: str, fn: Callable[[], _T], *, retry: bool = True) -> _T:
-        failures = 0
-        while True:
-            try:
-                return fn()
-            except (httpx2.HTTPError, ApiError, _LightkubeConfigError) as exc:
-                err = translate_error(exc, action)
-                retryable = retry and (
-                    err.status in _RETRIED or (err.status is None and err.transient)
-                )
-                failures += 1
-                if not retryable or failures >= self._retry.attempts:
-                    if retryable:
-                        err.message += f" (after {failures} attempts)"
-                    raise err from exc
-                delay = self._retry.delay(failures, None, self._rng)
-                log.warning("%s; retrying in %.2fs", err.message, delay)
-                self._sleep(delay)
-            except ValueError as exc:  # lightkube's models refused the answer (msgspec)
-                raise KubeError(
-                    f"Kubernetes API: {action}: the answer does not decode: {exc}",
-                    hint="is this a Kubernetes API server of a supported version?",
-                ) from exc
+        try:
+            return call_with_retry(
+                action, fn, policy=self._retry, sleep=self._sleep, rng=self._rng, retry=retry
+            )
+        except ValueError as exc:  # lightkube's models refused the answer (msgspec)
+            raise KubeError(
+                f"Kubernetes API: {action}: the answer does not decode: {exc}",
+                hint="is this a Kubernetes API server of a supported version?",
+            ) from exc
 
     def create_job(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         ref = ObjectRef.of(manifest)

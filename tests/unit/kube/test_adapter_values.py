@@ -201,6 +201,7 @@ PUBLIC = {
         "ObjectRef",
         "ResourceKind",
         "RetryPolicy",
+        "call_with_retry",
         "connect",
         "translate_error",
     },
