@@ -238,7 +238,6 @@ class _FakeTable:
 _SET_REF = re.compile(r"@([A-Za-z_][A-Za-z0-9_.-]*)")
 _JUMP = re.compile(r"\b(?:jump|goto) ([A-Za-z_][A-Za-z0-9_.-]*)")
 _COMMENT = re.compile(r' comment "([^"]*)"$')
-_FAMILIES: dict[str, Family] = {"ipv4_addr": 4, "ipv6_addr": 6}
 
 
 class FakeNftables:
@@ -445,7 +444,7 @@ class FakeNftables:
         if command.kind == "define_table":
             table = work.setdefault(key, _FakeTable())
             for item in command.sets:
-                family = _FAMILIES.get(item.type)
+                family = ir.set_family(item.type)
                 if family is None:
                     raise self._error(command, f"set {item.name}: unsupported type {item.type}")
                 if item.name in table.sets:

@@ -59,6 +59,7 @@ __all__ = [
     "Statement",
     "Table",
     "Verdict",
+    "set_family",
     "set_type",
 ]
 
@@ -97,6 +98,15 @@ def _check_quoted(kind: str, text: str, limit: int) -> None:
 def set_type(family: Family) -> str:
     """The nft element type of an address set of ``family``."""
     return "ipv4_addr" if family == 4 else "ipv6_addr"
+
+
+_SET_FAMILIES: dict[str, Family] = {set_type(4): 4, set_type(6): 6}
+
+
+def set_family(type_name: str) -> Family | None:
+    """The family of an address set of nft element type ``type_name`` (the inverse of
+    :func:`set_type`, for sets read back from the kernel); ``None`` for any other type."""
+    return _SET_FAMILIES.get(type_name)
 
 
 # --------------------------------------------------------------------------------- sets

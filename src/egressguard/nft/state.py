@@ -23,8 +23,6 @@ from egressguard.nft import ir, render
 
 __all__ = ["KernelSet", "KernelTable", "from_json", "table_exists"]
 
-_TYPES: dict[str, Family] = {"ipv4_addr": 4, "ipv6_addr": 6}
-
 
 @dataclass(frozen=True, slots=True)
 class KernelSet:
@@ -117,7 +115,7 @@ def from_json(document: Mapping[str, Any]) -> KernelTable:
         if "set" in item:
             raw = item["set"]
             kind = raw.get("type")
-            family = _TYPES.get(kind) if isinstance(kind, str) else None
+            family = ir.set_family(kind) if isinstance(kind, str) else None
             elements: CidrSet | None = None
             if family is not None:
                 try:

@@ -33,6 +33,7 @@ PUBLIC = {
         "Statement",
         "Table",
         "Verdict",
+        "set_family",
         "set_type",
     },
     "egressguard.nft.render": {

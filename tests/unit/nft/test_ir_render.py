@@ -98,6 +98,14 @@ def test_invalid_values_are_refused(build: object, message: str) -> None:
         build()  # type: ignore[operator]
 
 
+def test_set_family_reads_back_what_set_type_writes_and_nothing_else() -> None:
+    for family in (4, 6):
+        assert ir.set_family(ir.set_type(family)) == family
+    # Types of sets egressguard never makes (someone else's, or edited by hand) have none.
+    for other in ("ether_addr", "inet_service", "ipv4_addr . inet_service", ""):
+        assert ir.set_family(other) is None
+
+
 def test_dependency_order_puts_callees_first_and_keeps_order_otherwise() -> None:
     table = ir.Table(
         chains=(
