@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import chain, islice
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from egressguard import logprefix
 from egressguard.logs import payload as _payload
@@ -126,27 +126,26 @@ _TCP_TAILS: dict[str, tuple[int, tuple[Any, ...]] | None] = {}
 _ICMP_TC: dict[str, tuple[int, int] | None] = {}
 
 
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V, limit: int = _CACHE_LIMIT) -> _V:
+    """``cache[key] = value``, starting the cache over once it holds ``limit`` entries."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _v4_ok(text: str) -> bool:
     """Is ``text`` a dotted quad (remembered when it is)?"""
-    if _payload.V4_RE.match(text) is None:
-        return False
-    if len(_V4) >= _V4_LIMIT:
-        _V4.clear()
-    _V4[text] = True
-    return True
+    return _payload.V4_RE.match(text) is not None and _remember(_V4, text, True, _V4_LIMIT)
 
 
 def _host_ok(text: str) -> bool:
     """Is ``text`` a syslog host name as the wrapper reads one (remembered)?"""
     ok = len(text) <= MAX_HOST and _HOST_RE.match(text) is not None
-    return _remember(_HOSTS, text, ok)  # type: ignore[no-any-return]
-
-
-def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
+    return _remember(_HOSTS, text, ok)
 
 
 def _l3(text: str) -> tuple[int, int, int, int] | None:
@@ -155,7 +154,7 @@ def _l3(text: str) -> tuple[int, int, int, int] | None:
     if m is not None:
         length, tos, prec, ttl = m.groups()
         value = (int(length), _HEX2[tos], _HEX2[prec], int(ttl))
-    return _remember(_L3, text, value)  # type: ignore[no-any-return]
+    return _remember(_L3, text, value)
 
 
 def _tcp_flags(words: str) -> tuple[str, ...] | None:
@@ -176,13 +175,13 @@ def _tcp_tail(text: str) -> tuple[int, tuple[Any, ...]] | None:
         flags = _tcp_flags(words)
         if flags is not None and max(numbers) <= 0xFFFF:
             value = (numbers[0], (None, None, numbers[1], _HEX2[res], flags, numbers[2], None))
-    return _remember(_TCP_TAILS, text, value)  # type: ignore[no-any-return]
+    return _remember(_TCP_TAILS, text, value)
 
 
 def _icmp_tc(text: str) -> tuple[int, int] | None:
     m = _ICMP_TC_RE.match(text)
     value = (int(m.group(1)), int(m.group(2))) if m is not None else None
-    return _remember(_ICMP_TC, text, value)  # type: ignore[no-any-return]
+    return _remember(_ICMP_TC, text, value)
 
 
 _new_event = tuple.__new__
@@ -312,10 +311,7 @@ class LogParser:
             decoded = (
                 logprefix.decode(raw, self.template, require_suffix=True) if self.decodes else None
             )
-            info = _PrefixInfo(text, keep, decoded)
-            if len(self._prefixes) > _CACHE_LIMIT:
-                self._prefixes.clear()
-            self._prefixes[raw] = info
+            info = _remember(self._prefixes, raw, _PrefixInfo(text, keep, decoded))
         return info
 
     def _link(self, text: str) -> tuple[Any, ...] | None:
@@ -350,10 +346,7 @@ class LogParser:
                     None,
                     4,
                 )
-        if len(self._links) >= _CACHE_LIMIT:
-            self._links.clear()
-        self._links[text] = value
-        return value
+        return _remember(self._links, text, value)
 
     # -- entry points ----------------------------------------------------------------------
 
