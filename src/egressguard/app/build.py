@@ -723,9 +723,11 @@ def _provenance(o: SourceOutcome) -> dict[str, Any]:
 def _lock(
     config: BlocklistConfig,
     outcomes: Sequence[SourceOutcome],
+    versions: Sequence[dict[str, Any]],
     final: AddressSet,
     files: Mapping[str, bytes],
 ) -> bytes:
+    """The lock's JSON; ``versions`` are the outcomes' ``version()``, in the same order."""
     doc = {
         "apiVersion": "egressguard.io/v1alpha1",
         "kind": _LOCK_KIND,
@@ -733,12 +735,12 @@ def _lock(
         "families": {f"ipv{f}": Counts.of(final[f]).to_json() for f in _FAMILIES},
         "sources": [
             {
-                **o.version(),
+                **version,
                 "parts": o.downloads(),
                 "provenance": _provenance(o),
                 **{f"ipv{f}": Counts.of(o.result.addresses[f]).to_json() for f in _FAMILIES},
             }
-            for o in sorted(outcomes, key=lambda o: o.name)
+            for o, version in zip(outcomes, versions, strict=True)
         ],
         "files": {name: _sha(data) for name, data in files.items()},
     }
@@ -806,7 +808,10 @@ def build(
         warnings.append("the set is empty: the policies block nothing")
 
     settings = config.policy
-    versions = [o.version() for o in sorted(outcomes, key=lambda o: o.name)]
+    # by name: the annotation and the lock list the sources alike; a version digests the whole
+    # set of a source (tens of ms for a world-size one), so it is computed once for both
+    by_name = sorted(outcomes, key=lambda o: o.name)
+    versions = [o.version() for o in by_name]
     annotation = json.dumps(versions, sort_keys=True, separators=(",", ":"))
     settings = _with_annotations(settings, {SOURCES_ANNOTATION: annotation})
     shards, shard_manifests = networksets.render_network_sets(
@@ -833,7 +838,7 @@ def build(
             )
         files[name] = text
     files = dict(sorted(files.items()))
-    files[LOCK_FILE] = _lock(config, outcomes, final, files)
+    files[LOCK_FILE] = _lock(config, by_name, versions, final, files)
 
     checks = _safety_checks(config, outcomes, final, policy_objects, previous)
     result = BuildResult(
