@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple, TypeAlias
 
 from egressguard import selector as sel
@@ -258,7 +258,7 @@ class Endpoint:
             service_account=service_account,
         )
         endpoint = cls.from_pod(pod, namespace_resource)
-        return endpoint if name else _replace_name(endpoint, None)
+        return endpoint if name else replace(endpoint, name=None)
 
     @classmethod
     def from_pod(cls, pod: Pod, namespace: Namespace | None = None) -> Endpoint:
@@ -334,19 +334,6 @@ class Endpoint:
             "ips": list(self.ips),
             "profile": self.profile,
         }
-
-
-def _replace_name(endpoint: Endpoint, name: str | None) -> Endpoint:
-    return Endpoint(
-        labels=endpoint.labels,
-        ips=endpoint.ips,
-        ports=endpoint.ports,
-        namespace=endpoint.namespace,
-        name=name,
-        is_host=endpoint.is_host,
-        default_allow=endpoint.default_allow,
-        own_labels=endpoint.own_labels,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from egressguard.calico.evaluate import Endpoint, Flow, Plan, PolicyRef, Step, StepKind, Verdict
@@ -83,16 +84,7 @@ def endpoint_from(
         found = find_pod(manifests, pod)
         ns = found.namespace or "default"
         endpoint = Endpoint.from_pod(found, manifests.namespace(ns))
-        if ip is not None:
-            endpoint = Endpoint(
-                labels=endpoint.labels,
-                ips=(ip,),
-                ports=endpoint.ports,
-                namespace=endpoint.namespace,
-                name=endpoint.name,
-                own_labels=endpoint.own_labels,
-            )
-        return endpoint
+        return endpoint if ip is None else replace(endpoint, ips=(ip,))
     ips = (ip,) if ip else ()
     if host:
         if namespace is not None:

@@ -99,6 +99,12 @@ def test_pod_endpoint_has_calico_labels() -> None:
     assert web.labels["pcsa.projectcalico.org/name"] == "api"
     assert web.profile == "kns.shop"
     assert dict(web.own_labels) == {"app": "web"}
+    assert web.name is None
+    assert web.describe() == "pod shop/* (app=web)"
+    named = ev.Endpoint.pod(
+        {"app": "web"}, "shop", name="web-0", service_account="api", namespace_resource=ns
+    )
+    assert (named.name, named.labels) == ("web-0", web.labels)
 
 
 def test_host_endpoint_has_own_labels_only() -> None:

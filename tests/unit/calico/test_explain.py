@@ -74,6 +74,22 @@ def test_endpoint_from_pod_in_inputs() -> None:
         ex.endpoint_from(loaded, pod="shop/web-0", labels={"a": "b"})
 
 
+def test_endpoint_from_pod_with_ip_changes_only_the_address() -> None:
+    loaded = calico.load_text(PODS)
+    found = ex.endpoint_from(loaded, pod="shop/web-0")
+    moved = ex.endpoint_from(loaded, pod="shop/web-0", ip="10.244.9.9")
+    assert moved.ips == ("10.244.9.9",)
+    assert moved.addresses(4) == {(10 << 24) | (244 << 16) | (9 << 8) | 9}
+    assert (moved.labels, moved.own_labels, moved.ports, moved.namespace, moved.name) == (
+        found.labels,
+        found.own_labels,
+        found.ports,
+        found.namespace,
+        found.name,
+    )
+    assert (moved.is_host, moved.default_allow) == (False, True)
+
+
 def test_endpoint_from_labels_uses_namespace_of_inputs() -> None:
     loaded = calico.load_text(PODS)
     endpoint = ex.endpoint_from(loaded, labels={"app": "api"}, namespace="shop", ip="10.0.0.1")
