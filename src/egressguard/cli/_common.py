@@ -7,11 +7,21 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from egressguard.errors import UsageError
 
-__all__ = ["emit_json", "expand_paths", "new_parser", "read_inputs", "state_root"]
+if TYPE_CHECKING:
+    from egressguard.app.config import BlocklistConfig
+
+__all__ = [
+    "emit_json",
+    "expand_paths",
+    "load_config_or_report",
+    "new_parser",
+    "read_inputs",
+    "state_root",
+]
 
 
 def new_parser(
@@ -37,6 +47,27 @@ def emit_json(value: Any, *, stream: Any = None) -> None:
     """Print one JSON document (sorted keys, one line) followed by a newline."""
     out = stream if stream is not None else sys.stdout
     out.write(json.dumps(value, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+def load_config_or_report(path: str, fmt: str) -> BlocklistConfig | None:
+    """The checked Blocklist config at ``path``, or None after printing every problem (one JSON
+    document when ``fmt`` is ``json``, else one line each and a count on stderr): exit 1 then.
+
+    Other errors (a missing file: ``UsageError``) propagate to the CLI's error handler.
+    """
+    from egressguard.app.config import ConfigProblems, load_config
+
+    try:
+        return load_config(path)
+    except ConfigProblems as exc:
+        if fmt == "json":
+            emit_json({"ok": False, "problems": [p.to_json() for p in exc.problems]})
+        else:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            n = len(exc.problems)
+            print(f"{n} problem{'s' if n != 1 else ''} in {path}", file=sys.stderr)
+        return None
 
 
 def expand_paths(

@@ -12,7 +12,13 @@ import sys
 import time
 from typing import Any
 
-from egressguard.cli._common import emit_json, new_parser, read_inputs, state_root
+from egressguard.cli._common import (
+    emit_json,
+    load_config_or_report,
+    new_parser,
+    read_inputs,
+    state_root,
+)
 
 __all__ = ["register"]
 
@@ -305,7 +311,6 @@ def _run_build(args: argparse.Namespace) -> int:
     from egressguard.adapters.outdir import LocalManifestDir
     from egressguard.adapters.state import DirectoryStateStore
     from egressguard.app import build as build_mod
-    from egressguard.app.config import ConfigProblems, load_config
     from egressguard.app.sources import SourceLoader
     from egressguard.errors import UsageError
 
@@ -317,16 +322,8 @@ def _run_build(args: argparse.Namespace) -> int:
             "say where the manifests go: -o DIR or --stdout",
             hint="egressguard build -c blocklist.yaml -o out/",
         )
-    try:
-        config = load_config(args.config)
-    except ConfigProblems as exc:
-        if fmt == "json":
-            emit_json({"ok": False, "problems": [p.to_json() for p in exc.problems]})
-        else:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            n = len(exc.problems)
-            print(f"{n} problem{'s' if n != 1 else ''} in {args.config}", file=sys.stderr)
+    config = load_config_or_report(args.config, fmt)
+    if config is None:
         return 1
     outdir = LocalManifestDir(out_dir) if out_dir is not None else None
     compare = LocalManifestDir(args.previous) if args.previous else outdir
