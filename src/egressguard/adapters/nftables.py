@@ -24,7 +24,7 @@ from egressguard.adapters import nfnetlink
 from egressguard.adapters.netns import NetnsRunner, SubprocessNetnsRunner
 from egressguard.cidr.addresses import Family
 from egressguard.errors import DataplaneError
-from egressguard.nft import diff, ir, parse, render
+from egressguard.nft import diff, ir, parse, render, state
 
 __all__ = ["FakeNftables", "NftCli", "Nftables", "nft_error"]
 
@@ -84,6 +84,14 @@ def nft_error(stderr: str, script: str | None, *, action: str) -> DataplaneError
         f"nft {action} failed at script line {line}: {message}{shown}",
         hint=_hint(message) or "nothing was changed: the previous ruleset is still in place",
     )
+
+
+def _json(output: bytes) -> dict[str, Any]:
+    try:
+        document: dict[str, Any] = json.loads(output)
+    except ValueError as exc:
+        raise DataplaneError(f"nft -j printed no valid JSON: {exc}") from exc
+    return document
 
 
 def _hint(text: str) -> str | None:
@@ -164,22 +172,11 @@ class NftCli:
             if "No such file or directory" in err:
                 return None
             raise nft_error(err, None, action="list")
-        try:
-            document: dict[str, Any] = json.loads(result.stdout)
-        except ValueError as exc:
-            raise DataplaneError(f"nft -j printed no valid JSON: {exc}") from exc
-        return document
-
-    def _exists(self) -> bool:
-        out = self._run(["-j", "list", "tables", ir.TABLE_FAMILY], action="list")
-        try:
-            items = json.loads(out).get("nftables", [])
-        except ValueError as exc:
-            raise DataplaneError(f"nft -j printed no valid JSON: {exc}") from exc
-        return any("table" in i and i["table"].get("name") == ir.TABLE_NAME for i in items)
+        return _json(result.stdout)
 
     def flush(self) -> bool:
-        existed = self._exists()
+        tables = self._run(["-j", "list", "tables", ir.TABLE_FAMILY], action="list")
+        existed = state.table_exists(_json(tables))
         if existed:
             self._run(["-f", "-"], script=_FLUSH_SCRIPT, action="flush")
         return existed
@@ -187,10 +184,7 @@ class NftCli:
     def update(self, plan: diff.Plan) -> None:
         if plan.kind == "unchanged":
             return
-        if plan.kind != "elements":
-            self.apply(plan.script())
-            return
-        if not self.netlink:
+        if plan.kind != "elements" or not self.netlink:
             self.apply(plan.script())
             return
         batches = [
