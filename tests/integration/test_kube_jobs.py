@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kubeapi import KubeApi, serve
 
 from egressguard.adapters.kube import RetryPolicy
-from egressguard.adapters.kube_jobs import LightkubeJobClient
+from egressguard.adapters.kube_jobs import LightkubeJobClient, connect_jobs
 from egressguard.errors import KubeError
 
 pytestmark = pytest.mark.integration
@@ -147,3 +147,11 @@ def test_a_permanent_failure_is_reported_at_once(
     assert "RBAC" in str(info.value.hint)
     assert methods(api, "jobs") == ["GET"]
     assert sleeps == []
+
+
+def test_connect_jobs_reads_the_kubeconfig_as_connect_does(api: KubeApi) -> None:
+    with connect_jobs(api.kubeconfig) as jobs:
+        assert jobs.get_job(NS, "missing") is None  # a 401 would raise
+    with pytest.raises(KubeError, match="cannot load the Kubernetes configuration") as info:
+        connect_jobs(api.kubeconfig, context="no-such-context")
+    assert "--kubeconfig" in str(info.value.hint)

@@ -72,6 +72,8 @@ __all__ = [
     "RetryPolicy",
     "call_with_retry",
     "connect",
+    "from_kubeconfig",
+    "lightkube_client",
     "translate_error",
 ]
 
@@ -623,21 +625,21 @@ class KubeClient:
         return _lease_record(updated)
 
 
-def connect(
-    kubeconfig: str | Path | None = None,
+def from_kubeconfig(
+    kubeconfig: str | Path | None,
+    build: Callable[[SingleConfig], _T],
     *,
     context: str | None = None,
-    timeout: float = 10.0,
-    retry: RetryPolicy | None = None,
-    force: bool = True,
     service_account: str | Path = SERVICE_ACCOUNT,
-) -> KubeClient:
-    """A client from a kubeconfig file, or from the environment when ``kubeconfig`` is None.
+) -> _T:
+    """``build`` applied to the configuration of a kubeconfig file, or of the environment when
+    ``kubeconfig`` is None: the pod's service account (token, namespace and CA under
+    ``service_account`` plus ``KUBERNETES_SERVICE_HOST``/``_PORT``: in-cluster), else the file
+    named by ``KUBECONFIG``, else ``~/.kube/config``. ``context`` picks a kubeconfig context
+    other than the current one.
 
-    The environment means, in this order: the pod's service account (token, namespace and CA
-    under ``service_account`` plus ``KUBERNETES_SERVICE_HOST``/``_PORT``: in-cluster), the file
-    named by ``KUBECONFIG``, ``~/.kube/config``. ``context`` picks a kubeconfig context other
-    than the current one.
+    Every client of the API is built through this, so a missing file, an unknown context or an
+    unreadable certificate (which ``build`` may read) is one KubeError with the same hint.
     """
     try:
         config = (
@@ -648,11 +650,44 @@ def connect(
         single = config.get(context_name=context)
         if single is None:  # pragma: no cover - get() without a default raises instead
             raise _LightkubeConfigError("no current context")
-        client = Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
+        return build(single)
     except (_LightkubeConfigError, OSError, KeyError, ValueError) as exc:
         where = f" {kubeconfig}" if kubeconfig is not None else ""
         raise KubeError(
             f"cannot load the Kubernetes configuration{where}: {exc}",
             hint="pass --kubeconfig, set KUBECONFIG, or run in a pod with a service account",
         ) from exc
+
+
+def lightkube_client(
+    kubeconfig: str | Path | None = None,
+    *,
+    context: str | None = None,
+    timeout: float = 10.0,
+    service_account: str | Path = SERVICE_ACCOUNT,
+) -> Client:
+    """A lightkube ``Client`` (field manager ``egressguard``) for :func:`from_kubeconfig`'s
+    configuration."""
+    return from_kubeconfig(
+        kubeconfig,
+        lambda single: Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER),
+        context=context,
+        service_account=service_account,
+    )
+
+
+def connect(
+    kubeconfig: str | Path | None = None,
+    *,
+    context: str | None = None,
+    timeout: float = 10.0,
+    retry: RetryPolicy | None = None,
+    force: bool = True,
+    service_account: str | Path = SERVICE_ACCOUNT,
+) -> KubeClient:
+    """A client from a kubeconfig file, or from the environment when ``kubeconfig`` is None
+    (see :func:`from_kubeconfig`)."""
+    client = lightkube_client(
+        kubeconfig, context=context, timeout=timeout, service_account=service_account
+    )
     return KubeClient(client, retry=retry, force=force)

@@ -31,15 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import httpx2
-from lightkube import Client, KubeConfig
+from lightkube import Client
 from lightkube.codecs import from_dict
-from lightkube.core.exceptions import ConfigError as _LightkubeConfigError
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import CascadeType
 
-from egressguard.adapters.kube import FIELD_MANAGER, ObjectRef, RetryPolicy, call_with_retry
+from egressguard.adapters.kube import (
+    FIELD_MANAGER,
+    ObjectRef,
+    RetryPolicy,
+    call_with_retry,
+    lightkube_client,
+)
 from egressguard.errors import KubeError, ManifestError
 
 __all__ = [
@@ -202,18 +206,7 @@ def connect_jobs(
 ) -> LightkubeJobClient:
     """A Job client from a kubeconfig file, or from the environment when ``kubeconfig`` is None
     (in a pod: its service account; else ``KUBECONFIG``, else ``~/.kube/config``)."""
-    try:
-        config = (
-            KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
-        )
-        single = config.get(context_name=context)
-        client = Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
-    except (_LightkubeConfigError, OSError, KeyError, ValueError) as exc:
-        where = f" {kubeconfig}" if kubeconfig is not None else ""
-        raise KubeError(
-            f"cannot load the Kubernetes configuration{where}: {exc}",
-            hint="pass --kubeconfig, set KUBECONFIG, or pick a context with --context",
-        ) from exc
+    client = lightkube_client(kubeconfig, context=context, timeout=timeout)
     return LightkubeJobClient(client, retry=retry)
 
 

@@ -203,6 +203,8 @@ PUBLIC = {
         "RetryPolicy",
         "call_with_retry",
         "connect",
+        "from_kubeconfig",
+        "lightkube_client",
         "translate_error",
     },
     "egressguard.adapters.kube_fake": {"FakeCluster", "FakeRequest"},
