@@ -238,28 +238,45 @@ def _parser_for(args: argparse.Namespace, **options: Any) -> Any:
 
 class _Enrichment:
     """What the enrichment options built: an ``Enricher`` (or None), a ``Deduper`` (or None),
-    and the pod index a ``--kube`` watch keeps current."""
+    and the pod index a ``--kube`` watch keeps current.
+
+    De-duplication windows run on the events' own clock: an event's time in seconds (else its
+    uptime). ``expire`` advances the last such time by the wall time since, so that windows
+    close while the log is quiet (``logs follow``)."""
 
     def __init__(self, enricher: Any, deduper: Any, pods: Any, naive_tz: Any) -> None:
         self.enricher = enricher
         self.deduper = deduper
         self.pods = pods
         self.naive_tz = naive_tz
-
-    def clock(self, event: Any) -> float | None:
-        """The event's own time in seconds (else its uptime), for de-duplication windows."""
-        from egressguard.logs.events import event_epoch
-
-        when: float | None = event_epoch(event, naive_tz=self.naive_tz)
-        return when if when is not None else event.uptime
+        self._last: tuple[float, float] | None = None  # (event clock, time.monotonic())
 
     def events(self, event: Any) -> list[Any]:
         """The events to write for one parsed event (none while its window is open)."""
+        import time
+
+        from egressguard.logs.events import event_epoch
+
         if self.enricher is not None:
             event = self.enricher.enrich(event)
         if self.deduper is None:
             return [event]
-        out: list[Any] = self.deduper.add(event, self.clock(event))
+        when: float | None = event_epoch(event, naive_tz=self.naive_tz)
+        if when is None:
+            when = event.uptime
+        if when is not None:
+            self._last = (when, time.monotonic())
+        out: list[Any] = self.deduper.add(event, when)
+        return out
+
+    def expire(self) -> list[Any]:
+        """The events whose windows the clock has passed while no event came."""
+        import time
+
+        if self.deduper is None or self._last is None:
+            return []
+        when, then = self._last
+        out: list[Any] = self.deduper.expire(when + time.monotonic() - then)
         return out
 
     def flush(self) -> list[Any]:
@@ -691,9 +708,6 @@ def _run_follow(args: argparse.Namespace) -> int:
         output.event(event, source.name)
         return args.max_events is None or output.events_written < args.max_events
 
-    # the de-duplication clock: the last event's own time, advanced by wall time since then
-    last_when: float | None = None
-    last_mono = time.monotonic()
     line_no = 0
     going = True
     try:
@@ -705,11 +719,8 @@ def _run_follow(args: argparse.Namespace) -> int:
             try:
                 line = lines_q.get(timeout=min(0.5, max(args.poll, 0.05)))
             except queue.Empty:
-                line = ""
-                if enrichment.deduper is not None and last_when is not None:
-                    now = last_when + time.monotonic() - last_mono
-                    for event in enrichment.deduper.expire(now):
-                        going = going and emit(event)
+                for event in enrichment.expire():
+                    going = going and emit(event)
                 apply_changes()
                 continue
             if line is None:
@@ -721,9 +732,6 @@ def _run_follow(args: argparse.Namespace) -> int:
             if result is None:
                 continue
             if isinstance(result, Event):
-                when = enrichment.clock(result) if enrichment.deduper is not None else None
-                if when is not None:
-                    last_when, last_mono = when, time.monotonic()
                 for event in enrichment.events(result):
                     going = going and emit(event)
             else:
