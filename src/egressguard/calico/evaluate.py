@@ -78,7 +78,6 @@ from egressguard.calico.model import (
     Port,
     Protocol,
     Rule,
-    Tier,
 )
 from egressguard.cidr.addresses import Cidr, CidrError, format_address, parse_address, parse_cidr
 from egressguard.cidr.lookup import Match, ProvenanceIndex
@@ -1408,10 +1407,6 @@ class TierInfo(NamedTuple):
     default_action: Action
 
 
-def _tier_sort_key(tier: Tier) -> tuple[bool, float, str]:
-    return (tier.order is None, tier.order if tier.order is not None else 0.0, tier.name)
-
-
 def policy_endpoint_selector(policy: Policy) -> sel.Selector:
     """The selector Felix evaluates to decide which endpoints ``policy`` applies to:
     ``selector`` with ``namespaceSelector``/``serviceAccountSelector`` rewritten, restricted
@@ -1600,7 +1595,7 @@ class Plan:
         tiers = manifests.effective_tiers()
         self.tiers: tuple[TierInfo, ...] = tuple(
             TierInfo(t.name, t.order, t.effective_default_action)
-            for t in sorted(tiers.values(), key=_tier_sort_key)
+            for t in sorted(tiers.values(), key=lambda tier: tier.sort_key)
         )
         ignored: list[tuple[PolicyRef, str]] = []
         self._policies = {PolicyRef.of(p): p for p in manifests.all_policies}

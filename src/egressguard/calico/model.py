@@ -486,6 +486,11 @@ class Tier(_Resource):
     def builtin(self) -> bool:
         return self.metadata.name in BUILTIN_TIERS
 
+    @property
+    def sort_key(self) -> tuple[bool, float, str]:
+        """Evaluation order of tiers: ``order`` ascending, tiers without one last, then name."""
+        return (self.order is None, self.order if self.order is not None else 0.0, self.name)
+
 
 #: The tiers Calico creates itself, present even when no manifest declares them (§2.2).
 BUILTIN_TIERS: Final[Mapping[str, Tier]] = {

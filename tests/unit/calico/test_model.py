@@ -188,6 +188,17 @@ def test_policy_sort_key_orders_missing_order_last_then_by_name() -> None:
     assert sorted([a, b, c, d], key=lambda p: p.sort_key) == [d, b, a, c]
 
 
+def test_tier_sort_key_orders_missing_order_last_then_by_name() -> None:
+    first = Tier(metadata=Metadata("z"), order=-5)
+    tie_a = Tier(metadata=Metadata("a"), order=100)
+    tie_b = Tier(metadata=Metadata("b"), order=100.0)
+    last_a = Tier(metadata=Metadata("a-unordered"))
+    last_b = Tier(metadata=Metadata("b-unordered"))
+    tiers = [last_b, tie_b, BUILTIN_TIERS["default"], last_a, tie_a, first]
+    ordered = sorted(tiers, key=lambda t: t.sort_key)
+    assert [t.name for t in ordered] == ["z", "a", "b", "default", "a-unordered", "b-unordered"]
+
+
 def test_knp_short_kind() -> None:
     knp = NetworkPolicy(metadata=Metadata("knp.default.x", "ns"), from_kubernetes=True)
     assert knp.short_kind == "knp"
