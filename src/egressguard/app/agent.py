@@ -191,10 +191,7 @@ class ApplyResult:
             "reason": self.reason,
             "seconds": round(self.seconds, 6),
             "dry_run": self.dry_run,
-            "sets": [
-                {"set": c.name, "removed": len(c.removed), "added": len(c.added)}
-                for c in self.changes
-            ],
+            "sets": [c.to_json() for c in self.changes],
         }
 
 

@@ -43,6 +43,10 @@ class SetChange:
     def size(self) -> int:
         return len(self.removed) + len(self.added)
 
+    def to_json(self) -> dict[str, object]:
+        """How many ranges the set loses and gains (``nft diff -o json``, agent log lines)."""
+        return {"set": self.name, "removed": len(self.removed), "added": len(self.added)}
+
 
 class TableView(Protocol):
     """What ``plan`` needs to know about the current table."""
@@ -92,10 +96,7 @@ class Plan:
         return {
             "kind": self.kind,
             "reason": self.reason,
-            "sets": [
-                {"set": c.name, "removed": len(c.removed), "added": len(c.added)}
-                for c in self.changes
-            ],
+            "sets": [c.to_json() for c in self.changes],
         }
 
 
