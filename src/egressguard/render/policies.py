@@ -152,34 +152,30 @@ def policy_resources(settings: PolicySettings, api_version: str = API_V1) -> lis
         rules.append(Rule(Action.LOG, destination=destination))
     rules.append(Rule(Action.DENY, destination=destination))
     labels = _labels(settings)
-    annotations = FrozenMap(sorted(settings.annotations.items()))
-    if settings.mode == "tier":
+    tiered = settings.mode == "tier"
+    if tiered:
         rules.append(Rule(Action.PASS))
-        tier = Tier(
-            metadata=Metadata(settings.tier, labels=labels),
-            api_version=api_version,
-            order=settings.tier_order,
-        )
-        policy = GlobalNetworkPolicy(
-            metadata=Metadata(settings.blocking_name, labels=labels, annotations=annotations),
-            api_version=api_version,
-            tier=settings.tier,
-            order=settings.order,
-            selector=sel,
-            namespace_selector=ns_sel,
-            types=(PolicyType.EGRESS,),
-            egress=tuple(rules),
-        )
-        return [tier, policy]
     blocking = GlobalNetworkPolicy(
-        metadata=Metadata(settings.blocking_name, labels=labels, annotations=annotations),
+        metadata=Metadata(
+            settings.blocking_name,
+            labels=labels,
+            annotations=FrozenMap(sorted(settings.annotations.items())),
+        ),
         api_version=api_version,
+        tier=settings.tier if tiered else DEFAULT_TIER,
         order=settings.order,
         selector=sel,
         namespace_selector=ns_sel,
         types=(PolicyType.EGRESS,),
         egress=tuple(rules),
     )
+    if tiered:
+        tier = Tier(
+            metadata=Metadata(settings.tier, labels=labels),
+            api_version=api_version,
+            order=settings.tier_order,
+        )
+        return [tier, blocking]
     allow = GlobalNetworkPolicy(
         metadata=Metadata(settings.allow_name, labels=labels),
         api_version=api_version,
