@@ -187,10 +187,6 @@ class FlowState(enum.StrEnum):
     INVALID = "invalid"
 
 
-def _host_text(family: int, value: int) -> str:
-    return format_address(family, value)
-
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """The endpoint whose policy is evaluated: a pod (workload endpoint) or a host endpoint.
@@ -598,7 +594,7 @@ class Step:
         if pkt is None:
             return None
         value = _addr_of(pkt, side)
-        return _host_text(pkt.family, value) if value is not None else None
+        return format_address(pkt.family, value) if value is not None else None
 
     @property
     def matches(self) -> tuple[EntityMatch, ...]:
@@ -783,9 +779,6 @@ class Reach:
     def lookup_fn(self, family: int) -> Callable[[int], tuple[Match, ...]]:
         return self._v4 if family == 4 else self._v6
 
-    def count(self, kind: str) -> int:
-        return sum(1 for e in self.entities if e.ref.kind == kind)
-
     def summary(self) -> str:
         """``1 GlobalNetworkSet, 2 pods`` (what it reaches, for explanations)."""
         kinds: dict[str, int] = {}
@@ -860,7 +853,7 @@ def _addr_text(pkt: _Packet, side: str) -> str:
     value = _addr_of(pkt, side)
     if value is None:
         return f"{side} address unknown"
-    return f"{side} {_host_text(pkt.family, value)}"
+    return f"{side} {format_address(pkt.family, value)}"
 
 
 def _ports_text(ports: Sequence[Port]) -> str:
@@ -1644,10 +1637,6 @@ class Plan:
     def reach(self, selector: sel.Selector) -> Reach:
         """What an (effective) rule selector reaches among the inputs."""
         return self._compiler.reach(selector)
-
-    def policies_in(self, tier: str) -> tuple[PolicyRef, ...]:
-        """Enforced policies of a tier in evaluation order."""
-        return tuple(p.ref for p in self._by_tier.get(tier, ()))
 
     def for_endpoint(
         self, endpoint: Endpoint, direction: PolicyType = PolicyType.EGRESS
