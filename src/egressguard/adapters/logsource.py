@@ -319,11 +319,10 @@ class JournaldSource:
                             hint="is journald running, and is its journal mounted?",
                         )
                     return
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    if raw:
-                        yield raw.decode("utf-8", errors="replace")
+                complete, pending = _split(pending, chunk)
+                for line in complete:
+                    if line:
+                        yield line
         finally:
             if proc.poll() is None:
                 proc.terminate()

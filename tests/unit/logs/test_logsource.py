@@ -121,3 +121,42 @@ def test_journald_default_command() -> None:
         "-D",
         "/host/var/log/journal",
     ]
+
+
+def _lines_until(source: object, last: str, limit: int = 100) -> list[str]:
+    """Lines of ``source`` up to ``last`` (at most ``limit``; stopped after 20 s at worst)."""
+    stop = threading.Event()
+    timer = threading.Timer(20, stop.set)
+    timer.start()
+    out: list[str] = []
+    gen = source.lines(stop)  # type: ignore[attr-defined]
+    try:
+        for line in gen:
+            out.append(line)
+            if line == last or len(out) >= limit:
+                break
+    finally:
+        stop.set()
+        timer.cancel()
+        gen.close()
+    return out
+
+
+@pytest.mark.parametrize("kind", ["file", "journald"])
+def test_a_line_without_end_is_cut_at_the_bound(tmp_path: Path, kind: str) -> None:
+    # A writer that never ends its line cannot make a follower buffer without bound: past
+    # 1 MiB (plus at most one read) what it has is a line of its own, and reading goes on.
+    size = 3 << 20
+    if kind == "file":
+        path = tmp_path / "log"
+        path.write_bytes(b"x" * size + b"\nnext\n")
+        source: object = FileSource(path, from_start=True, poll=0.01)
+    else:
+        write = f"import sys; sys.stdout.buffer.write(b'x' * {size} + b'\\nnext\\n')"
+        source = JournaldSource(command=[sys.executable, "-c", write], poll=0.05)
+    lines = _lines_until(source, "next")
+    assert lines[-1] == "next"
+    pieces = lines[:-1]
+    assert len(pieces) > 1
+    assert all(set(piece) == {"x"} and len(piece) <= (1 << 20) + (1 << 16) for piece in pieces)
+    assert sum(map(len, pieces)) == size
