@@ -23,7 +23,6 @@ Self-checks, when the file carries them:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from egressguard.feeds.result import (
@@ -34,9 +33,10 @@ from egressguard.feeds.result import (
     decode_text,
     numbered_lines,
     parse_list,
+    utc_date,
 )
 
-__all__ = ["parse_abusech", "parse_plain", "utc_date"]
+__all__ = ["parse_abusech", "parse_plain"]
 
 _FIREHOL_ENTRIES = re.compile(
     r"^#\s*Entries\s*:\s*(?:(\d+)\s+subnets?,\s*)?(\d+)\s+unique\s+IPs", re.IGNORECASE
@@ -45,16 +45,6 @@ _FIREHOL_DATE = re.compile(r"^#\s*Source File Date\s*:\s*(.+?)\s*$", re.IGNORECA
 _ABUSECH_END = re.compile(r"^#\s*END\s+(\d+)\s+entries\b", re.IGNORECASE)
 _ABUSECH_DATE = re.compile(r"^#\s*Last updated\s*:\s*(.+?)\s*#?\s*$", re.IGNORECASE)
 _HEADER_FACTS = re.compile(r"^#\s*(Maintainer|Version|Category|List source URL)\s*:\s*(.+?)\s*$")
-
-
-def utc_date(text: str, *formats: str) -> str | None:
-    """``text`` parsed with the first matching ``strptime`` format, as ISO 8601 UTC."""
-    for fmt in formats:
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC).isoformat()
-        except ValueError:
-            continue
-    return None
 
 
 def parse_plain(data: bytes, options: dict[str, Any] | None = None) -> ParsedFeed:

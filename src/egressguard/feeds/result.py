@@ -23,6 +23,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from egressguard.cidr.addresses import CidrError
@@ -45,6 +46,7 @@ __all__ = [
     "pack_tar",
     "parse_list",
     "union_sets",
+    "utc_date",
 ]
 
 #: How many issues a result keeps verbatim; the rest are only counted.
@@ -355,3 +357,14 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
     """``(line number, stripped line)`` for every line, CRLF-safe."""
     for number, line in enumerate(text.splitlines(), start=1):
         yield number, line.strip()
+
+
+def utc_date(text: str, *formats: str) -> str | None:
+    """``text`` (a feed's own date) parsed with the first matching ``strptime`` format, as ISO
+    8601 UTC; None when no format matches."""
+    for fmt in formats:
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC).isoformat()
+        except ValueError:
+            continue
+    return None

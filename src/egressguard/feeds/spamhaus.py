@@ -27,6 +27,7 @@ from egressguard.feeds.result import (
     ParsedFeed,
     decode_text,
     numbered_lines,
+    utc_date,
 )
 
 __all__ = ["MIN_INTERVAL", "parse_spamhaus_json", "parse_spamhaus_text"]
@@ -51,11 +52,8 @@ def parse_spamhaus_text(data: bytes, options: dict[str, Any] | None = None) -> P
             if body.upper() == "EOF":
                 seen_eof = True
             elif m := _LAST_MODIFIED.match(line):
-                try:
-                    stamp = datetime.strptime(m.group(1), "%a, %d %b %Y %H:%M:%S UTC")
-                    date = stamp.replace(tzinfo=UTC).isoformat()
-                except ValueError:
-                    date = date or m.group(1)
+                stamp = utc_date(m.group(1), "%a, %d %b %Y %H:%M:%S UTC")
+                date = stamp or date or m.group(1)
             elif date is None and number == 1 and (t := _TITLE_DATE.search(body)):
                 date = f"{t.group(1)}-{t.group(2)}-{t.group(3)}"
             continue
