@@ -49,7 +49,7 @@ import numpy as np
 
 from egressguard.errors import DataplaneError, EnvironmentProblem
 
-__all__ = ["ElementBatch", "NfNetlink", "element_chunks", "read_rule_comments"]
+__all__ = ["ElementBatch", "NfNetlink", "element_chunks"]
 
 NETLINK_NETFILTER = 12
 NLM_F_REQUEST = 0x1
@@ -591,9 +591,3 @@ def _rule_comment(payload: bytes) -> str | None:
                 )
             offset += 2 + ulen
     return None
-
-
-def read_rule_comments(table: str, chain: str, netns: str | None = None) -> list[str]:
-    """Shortcut for ``NfNetlink(netns).rule_comments(table, chain)`` (a socket of its own)."""
-    with NfNetlink(netns) as link:
-        return link.rule_comments(table, chain)

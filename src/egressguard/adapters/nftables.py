@@ -409,11 +409,6 @@ class FakeNftables:
             out.append("}")
         return "\n".join(out) + ("\n" if out else "")
 
-    def set_ranges(self, name: str) -> list[tuple[int, int]]:
-        """The ranges of one set of our table, ascending."""
-        table = self.tables[(ir.TABLE_FAMILY, ir.TABLE_NAME)]
-        return sorted(table.sets[name].ranges.items())
-
     def _maybe_fail(self) -> None:
         if self.refuse is not None:
             raise DataplaneError(self.refuse)

@@ -116,7 +116,6 @@ __all__ = [
     "prepare",
     "render_text",
     "rewrite_for_lab",
-    "run_lab",
 ]
 
 REPORT_VERSION = 1
@@ -1224,20 +1223,6 @@ def lab_enricher(manifests: Manifests, topology: labmod.Topology) -> enrich.Enri
         for address in (pod.ipv4, pod.ipv6):
             pods.add(str(address), pod.namespace, pod.name)
     return enrich.Enricher(networks, pods)
-
-
-def run_lab(
-    manifests: Manifests,
-    options: RunOptions,
-    *,
-    runner: NetnsRunner,
-    sources: Sequence[str] = (),
-    progress: Callable[[str], None] | None = None,
-) -> RunReport:
-    """``prepare`` then ``execute``."""
-    return execute(
-        prepare(manifests, options, sources=sources), options, runner=runner, progress=progress
-    )
 
 
 # --------------------------------------------------------------------------------- text

@@ -39,10 +39,6 @@ class SetChange:
     #: The same ranges as ``(n, 2)`` int64 arrays (IPv4), for encoders that want arrays.
     arrays: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
 
-    @property
-    def size(self) -> int:
-        return len(self.removed) + len(self.added)
-
     def to_json(self) -> dict[str, object]:
         """How many ranges the set loses and gains (``nft diff -o json``, agent log lines)."""
         return {"set": self.name, "removed": len(self.removed), "added": len(self.added)}

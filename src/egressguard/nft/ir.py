@@ -421,13 +421,6 @@ class Chain:
             if rule.verdict is not None and rule.verdict.target is not None:
                 yield rule.verdict.target
 
-    def set_references(self) -> Iterable[str]:
-        """Named sets this chain's rules look up."""
-        for rule in self.rules:
-            for match in rule.matches:
-                if isinstance(match, AddrInSet):
-                    yield match.set_name
-
 
 # ------------------------------------------------------------------------------- table
 

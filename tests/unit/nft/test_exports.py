@@ -78,12 +78,7 @@ PUBLIC = {
         "load_text",
     },
     "egressguard.adapters.nftables": {"FakeNftables", "NftCli", "Nftables", "nft_error"},
-    "egressguard.adapters.nfnetlink": {
-        "ElementBatch",
-        "NfNetlink",
-        "element_chunks",
-        "read_rule_comments",
-    },
+    "egressguard.adapters.nfnetlink": {"ElementBatch", "NfNetlink", "element_chunks"},
     "egressguard.app.agent": {
         "SAFETY_FLOWS",
         "Agent",
