@@ -2,7 +2,7 @@
 
 This is the general (slow) path: a recursive-descent walk over the space-separated fields that
 accepts exactly what the kernel can print, in the kernel's order, and rejects the rest with a
-reason. The fast path (``fastpath.py``) handles the common Calico shapes and must agree with it.
+reason. The fast path (``parse.py``) handles the common Calico shapes and must agree with it.
 
 Grammar (torvalds/linux ``net/netfilter/nf_log_syslog.c``; reference/netfilter-log-format.md §1):
 
