@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple
 
 from egressguard import selector as sel
 from egressguard.calico.evaluate import (
+    NETWORK_SET_KINDS,
     Plan,
     compile_plan,
     effective_rule_selectors,
@@ -451,7 +452,6 @@ def _same_match(a: Rule, b: Rule) -> bool:
 
 
 _TERMINAL: Final = (Action.ALLOW, Action.DENY, Action.PASS)
-_SET_KINDS: Final = ("GlobalNetworkSet", "NetworkSet")
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +466,9 @@ class _Linter:
         self.tiers: dict[str, Tier] = manifests.effective_tiers()
         self.findings: list[Finding] = []
         self._tier_rank = {t.name: i for i, t in enumerate(self.plan.tiers)}
+        # parsed once per run, checked against every policy's Deny rules
+        self._critical = options.critical_addresses()
+        self._critical_networks = options.critical_networks()
 
     def add(self, finding: Finding) -> None:
         if finding.id not in self.options.disabled:
@@ -627,7 +630,7 @@ class _Linter:
                 if positive is None:
                     continue
                 reach = self.plan.reach(positive)
-                sets = [e for e in reach.entities if e.ref.kind in _SET_KINDS]
+                sets = [e for e in reach.entities if e.ref.kind in NETWORK_SET_KINDS]
                 pods = [e for e in reach.entities if e.ref.kind == "Pod"]
                 path = ("spec", name, i, side, "selector")
                 scoped = bool(entity.namespace_selector) or policy.NAMESPACED
@@ -682,8 +685,6 @@ class _Linter:
     def critical(self, policy: Policy) -> None:
         if PolicyType.EGRESS not in policy.effective_types():
             return
-        critical = self.options.critical_addresses()
-        networks = self.options.critical_networks()
         rules = policy.egress
         for i, rule in enumerate(rules):
             if rule.action is not Action.DENY:
@@ -696,7 +697,7 @@ class _Linter:
                 continue
             path = _rule_path(policy, "egress", i)
             excluded = _cidrs_or_empty(dest.not_nets)
-            for text, (cidr, what) in critical.items():
+            for text, (cidr, what) in self._critical.items():
                 look = index.lookup_v4 if cidr.family == 4 else index.lookup_v6
                 found = look(cidr.network)
                 if not found or any(_inside(cidr, n) for n in excluded):
@@ -714,7 +715,7 @@ class _Linter:
                         "rendering (egressguard never renders it unless forced)",
                     )
                 )
-            for net, what in networks:
+            for net, what in self._critical_networks:
                 overlap = self._overlap(policy, rule, net)
                 if overlap:
                     self.add(
