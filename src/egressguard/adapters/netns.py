@@ -173,13 +173,18 @@ class SubprocessNetnsRunner:
                 transient=True,
             ) from exc
         result = CommandResult(tuple(full), proc.returncode, proc.stdout, proc.stderr)
-        if check and proc.returncode != 0:
-            raise DataplaneError(
-                f"`{_describe(full)}` failed (exit {proc.returncode}): "
-                f"{proc.stderr.decode('utf-8', 'replace').strip() or 'no message'}",
-                hint=_hint_for(proc.stderr),
-            )
-        return result
+        return _checked(result) if check else result
+
+
+def _checked(result: CommandResult) -> CommandResult:
+    """``result`` when it exited 0, else the ``DataplaneError`` ``check=True`` promises."""
+    if result.returncode != 0:
+        raise DataplaneError(
+            f"`{_describe(result.argv)}` failed (exit {result.returncode}): "
+            f"{result.stderr.decode('utf-8', 'replace').strip() or 'no message'}",
+            hint=_hint_for(result.stderr),
+        )
+    return result
 
 
 def _hint_for(stderr: bytes) -> str | None:
@@ -227,12 +232,7 @@ class RecordingNetnsRunner:
                 break
         if result is None:
             result = CommandResult(args, 0)
-        if check and result.returncode != 0:
-            raise DataplaneError(
-                f"`{_describe(args)}` failed (exit {result.returncode}): "
-                f"{result.stderr.decode('utf-8', 'replace').strip() or 'no message'}"
-            )
-        return result
+        return _checked(result) if check else result
 
 
 def check_privileges() -> None:
