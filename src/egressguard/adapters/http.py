@@ -28,7 +28,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TextIO
 from urllib.parse import urljoin, urlsplit
 
@@ -329,15 +329,7 @@ class HttpxFetcher:
                     raise
                 self._sleep(self.delay(attempt, err.retry_after))
                 continue
-            return FetchResponse(
-                url=response.url,
-                status=response.status,
-                body=response.body,
-                etag=response.etag,
-                last_modified=response.last_modified,
-                content_type=response.content_type,
-                attempts=attempt,
-            )
+            return replace(response, attempts=attempt)
         raise AssertionError("unreachable") from last  # pragma: no cover
 
     def _client(self, timeout: float) -> httpx.Client:
