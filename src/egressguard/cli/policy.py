@@ -142,28 +142,26 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_files_option(parser: argparse.ArgumentParser) -> None:
+def _add_files_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument(
         "-f",
         "--filename",
         dest="files",
         action="extend",
         nargs="+",
-        required=True,
+        required=required,
         metavar="FILE",
         help="YAML files, directories (searched for *.yaml/*.yml) or - for standard input; "
         "repeat or list several",
     )
 
 
-def _load_manifests(files: list[str]) -> tuple[Any, list[Any]]:
-    """(Manifests of the valid documents, every problem of the inputs)."""
+def _load_manifests(files: list[str]) -> Any:
+    """Manifests of the valid documents, with every problem of the inputs."""
     from egressguard.calico.load import Manifests, load_documents
 
     documents, problems, _ = _read_validate_inputs(files)
-    loaded = load_documents(documents)
-    manifests = Manifests(loaded.resources, (*problems, *loaded.problems), loaded.converted)
-    return manifests, list(manifests.problems)
+    return Manifests(problems=tuple(problems)) + load_documents(documents)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +297,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         raise UsageError("an egress flow needs --dst IP")
     if not egress and not args.src_ip:
         raise UsageError("an ingress flow needs --src-ip IP (the peer)")
-    manifests, problems = _load_manifests(args.files)
+    manifests = _load_manifests(args.files)
     try:
         labels = ex.parse_labels(getattr(args, f"{mine}_labels") or "")
     except InputError as exc:
@@ -327,12 +325,12 @@ def _run_explain(args: argparse.Namespace) -> int:
     verdict = plan.evaluate(endpoint, flow, direction)
     if args.output == "json":
         doc = ex.explain_json(verdict, endpoint, flow)
-        doc["input_problems"] = [p.to_json() for p in problems]
+        doc["input_problems"] = [p.to_json() for p in manifests.problems]
         emit_json(doc)
         return 0
     print(ex.render(verdict, plan, endpoint, flow, verbose=not args.brief))
-    if problems:
-        n = len(problems)
+    if manifests.problems:
+        n = len(manifests.problems)
         print(
             f"warning: {n} problem{'s' if n != 1 else ''} in the inputs; the documents concerned "
             "are ignored, as Calico would refuse them (egressguard validate lists them)",
@@ -380,15 +378,7 @@ def _register_lint(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
         description=_LINT_DESCRIPTION,
         epilog=_LINT_EPILOG,
     )
-    parser.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="extend",
-        nargs="+",
-        metavar="FILE",
-        help="YAML files, directories (searched for *.yaml/*.yml) or - for standard input",
-    )
+    _add_files_option(parser, required=False)  # not with --list-rules
     cluster = parser.add_argument_group("cluster facts (for blocks-critical-address)")
     cluster.add_argument(
         "--dns-ip",
@@ -478,7 +468,7 @@ def _run_lint(args: argparse.Namespace) -> int:
         )
     except InputError as exc:
         raise UsageError(exc.message, hint=exc.hint) from exc
-    manifests, _ = _load_manifests(args.files)
+    manifests = _load_manifests(args.files)
     findings = lt.lint(manifests, options)
     counts = {s: sum(1 for f in findings if f.severity is s) for s in lt.Severity}
     failed = lt.has_errors(findings)
