@@ -59,6 +59,11 @@ def _inputs(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="endpoints file: the host's labels and the local workloads (see `nft --help`)",
     )
+    _log_options(p)
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    """What the Log rules write (read back by ``_options``)."""
     p.add_argument(
         "--log-prefix",
         default="calico-packet",
@@ -236,14 +241,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     agent.add_argument(
         "--force", action="store_true", help="apply even when the safety checks refuse"
     )
-    agent.add_argument(
-        "--log-prefix",
-        default="calico-packet",
-        metavar="TEMPLATE",
-        help="log prefix template (as for nft apply)",
-    )
-    agent.add_argument("--log-rate", metavar="N/UNIT", help="rate-limit log lines")
-    agent.add_argument("--log-burst", type=int, default=5, metavar="N")
+    _log_options(agent)
     agent.set_defaults(handler=_run_agent)
 
 
