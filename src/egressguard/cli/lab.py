@@ -38,7 +38,7 @@ examples:
 """
 
 
-def _common(p: argparse.ArgumentParser, *, json_output: bool = True) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prefix",
         default=_DEFAULT_PREFIX,
@@ -51,14 +51,13 @@ def _common(p: argparse.ArgumentParser, *, json_output: bool = True) -> None:
         metavar="DIR",
         help=f"where the state file lab-<prefix>.json lives (default: {_DEFAULT_STATE_DIR})",
     )
-    if json_output:
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=("table", "json"),
-            default="table",
-            help="output format (default: table)",
-        )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
