@@ -54,7 +54,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -383,9 +383,6 @@ class SourceLoader:
         self.environ = environ if environ is not None else os.environ
 
     # -- entry points ----------------------------------------------------------------------
-
-    def load_all(self, specs: Sequence[SourceSpec | Mapping[str, Any]]) -> list[SourceResult]:
-        return [self.load(spec) for spec in specs]
 
     def load(self, spec: SourceSpec | Mapping[str, Any]) -> SourceResult:
         if not isinstance(spec, SourceSpec):
