@@ -9,8 +9,8 @@ import pytest
 
 from egressguard.adapters import netns, probe
 from egressguard.adapters.probe import Probe
-from egressguard.app import lab
-from egressguard.cli import main
+from egressguard.app import lab, labrun
+from egressguard.cli import build_parser, main
 
 EXPORTS = {
     "egressguard.adapters.netns": {
@@ -59,6 +59,20 @@ def test_exported_members(module_name: str) -> None:
 def test_app_lab_exports_exist() -> None:
     for name in lab.__all__:
         assert hasattr(lab, name), name
+
+
+def test_the_commands_defaults_are_the_labs_own() -> None:
+    """cli.lab writes its defaults out (importing the lab would slow every command's start-up);
+    they must stay the ones app.lab and labrun.RunOptions use."""
+    args = build_parser().parse_args(["lab", "run"])
+    run = labrun.RunOptions()
+    assert args.prefix == run.prefix == lab.DEFAULT_PREFIX
+    assert Path(args.state_dir) == run.state_dir == lab.DEFAULT_STATE_DIR
+    assert args.timeout == run.timeout
+    assert args.log_wait == run.log_wait
+    assert args.log_prefix == run.log_prefix
+    assert args.ipv6_coverage == run.ipv6_coverage
+    assert args.max_destinations == run.max_destinations
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from egressguard import calico
-from egressguard.cli import main
+from egressguard.cli import build_parser, main
 from egressguard.errors import InputError
 from egressguard.nft import compile as nft_compile
 from egressguard.nft import endpoints, ir
@@ -95,6 +95,14 @@ def test_a_log_prefix_template_is_encoded_per_policy() -> None:
     logs = [s for c in table.chains for r in c.rules for s in r.statements]
     assert {s.prefix for s in logs} == {"eg default gnp egress-traffic-blocking: "}
     assert all(s.limit == ir.LogLimit(5) for s in logs)
+
+
+@pytest.mark.parametrize("argv", [["nft", "render", "-f", "x"], ["agent", "--manifests", "x"]])
+def test_the_log_options_default_to_the_compilers_own(argv: list[str]) -> None:
+    # The command line writes its defaults out (start-up); they must give Options().
+    from egressguard.cli import dataplane
+
+    assert dataplane._options(build_parser().parse_args(argv)) == nft_compile.Options()
 
 
 def test_cli_render_apply_needs_valid_input(
