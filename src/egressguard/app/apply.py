@@ -5,7 +5,7 @@
     cluster ─▶ what this blocklist owns now (list by ownership labels)      read_live
             ─▶ "previous build" for the shrink guard                         previous_build
     config  ─▶ build (sources, subtraction, shards, policies, safety)        app.build
-            ─▶ plan against the cluster, then execute (SSA, prune)            app.sync
+            ─▶ plan against what read_live read, then execute (SSA, prune)    app.sync
             ─▶ records: what was applied, how each source's refresh and the
                         build went                                              adapters.records
 
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from egressguard import yamlio
-from egressguard.adapters.kube import CalicoApi, ClusterClient
+from egressguard.adapters.kube import CalicoApi, ClusterClient, ObjectRef
 from egressguard.adapters.records import RecordStore
 from egressguard.app import build as build_mod
 from egressguard.app import sync
@@ -186,6 +186,13 @@ class LiveState:
     api: CalicoApi
     objects: tuple[dict[str, Any], ...]
 
+    def owned(self) -> dict[ObjectRef, dict[str, Any]]:
+        """The objects by reference, as :func:`egressguard.app.sync.read_owned` returns them."""
+        return {
+            ObjectRef(self.api.api_version, str(o["kind"]), o["metadata"]["name"]): o
+            for o in self.objects
+        }
+
     def find(self, kind: str, name: str) -> dict[str, Any] | None:
         for obj in self.objects:
             if obj.get("kind") == kind and obj["metadata"]["name"] == name:
@@ -220,15 +227,8 @@ class LiveState:
 def read_live(client: ClusterClient, blocklist: str) -> LiveState:
     """List every object ``blocklist`` owns (one list request per served kind)."""
     api = client.served_calico_api()
-    objects: list[dict[str, Any]] = []
-    for kind in sync.APPLY_ORDER:
-        if not api.serves(kind):
-            continue
-        items = client.list_owned(api.api_version, kind, labels=sync.ownership_labels(blocklist))
-        owned = [dict(item, kind=kind) for item in items if sync.is_owned(item, blocklist)]
-        owned.sort(key=lambda o: o["metadata"]["name"])
-        objects.extend(owned)
-    return LiveState(blocklist, api, tuple(objects))
+    owned = sync.read_owned(client, api, blocklist)
+    return LiveState(blocklist, api, tuple(dict(o, kind=ref.kind) for ref, o in owned.items()))
 
 
 def previous_build(
@@ -410,7 +410,11 @@ def apply(
         if records is not None and isinstance(loader, TrackingLoader) and loader.last:
             note_refreshes(records, loader.last)
     lap("build")
-    the_plan = sync.plan(client, built.manifests, blocklist=config.name, adopt=adopt)
+    # Planned against the objects read above, which the shrink guard checked the build
+    # against: one list of the blocklist per apply, and one picture of the cluster.
+    the_plan = sync.plan(
+        client, built.manifests, blocklist=config.name, adopt=adopt, owned=live.owned()
+    )
     foreign: dict[str, dict[str, Any]] = {}
     if adopt:
         for change in the_plan.changes:

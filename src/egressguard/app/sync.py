@@ -67,6 +67,7 @@ __all__ = [
     "ownership_labels",
     "plan",
     "prepare",
+    "read_owned",
     "sync",
 ]
 
@@ -345,6 +346,28 @@ def _describe_new(desired: Mapping[str, Any]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- plan and execute
 
 
+def read_owned(
+    client: ClusterClient, api: CalicoApi, blocklist: str
+) -> dict[ObjectRef, dict[str, Any]]:
+    """Every object ``blocklist`` owns in the cluster, in apply order and by name within a kind.
+
+    One list per kind ``api`` serves, by the ownership labels; each item is checked again, so a
+    server that ignores the selector cannot make a foreign object look owned.
+    """
+    owned: dict[ObjectRef, dict[str, Any]] = {}
+    labels = ownership_labels(blocklist)
+    for kind in APPLY_ORDER:
+        if not api.serves(kind):
+            continue
+        items = client.list_owned(api.api_version, kind, labels=labels)
+        for item in sorted(
+            (item for item in items if is_owned(item, blocklist)),
+            key=lambda item: str(item["metadata"]["name"]),
+        ):
+            owned[ObjectRef(api.api_version, kind, item["metadata"]["name"])] = item
+    return owned
+
+
 def plan(
     client: ClusterClient,
     desired: Sequence[Mapping[str, Any]],
@@ -353,24 +376,24 @@ def plan(
     prune: bool = True,
     adopt: bool = False,
     allow_empty: bool = False,
+    owned: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
 ) -> Plan:
     """Compare the desired manifests with the cluster; read-only.
 
-    Requests: one discovery (cached by the real client), one list per served kind, and one get
-    per desired object that is not among the owned ones (to refuse overwriting a foreign
-    object). Raises SafetyError when a desired name is taken by an object egressguard does not
-    own (unless ``adopt``), or when nothing is desired but owned objects exist (unless
-    ``allow_empty``: that would prune the whole blocklist).
+    Requests: one discovery (cached by the real client), one list per served kind (none when
+    the caller has already read the blocklist's objects with :func:`read_owned` and passes them
+    as ``owned``), and one get per desired object that is not among the owned ones (to refuse
+    overwriting a foreign object). Raises SafetyError when a desired name is taken by an object
+    egressguard does not own (unless ``adopt``), or when nothing is desired but owned objects
+    exist (unless ``allow_empty``: that would prune the whole blocklist).
     """
     api = client.served_calico_api()
     objs = prepare(desired, blocklist=blocklist, api=api)
-    owned: dict[ObjectRef, dict[str, Any]] = {}
-    for kind in APPLY_ORDER:
-        if not api.serves(kind):
-            continue
-        for item in client.list_owned(api.api_version, kind, labels=ownership_labels(blocklist)):
-            if is_owned(item, blocklist):  # a server that ignores the selector must not matter
-                owned[ObjectRef(api.api_version, kind, item["metadata"]["name"])] = item
+    if owned is None:
+        owned = read_owned(client, api, blocklist)
+    elif any(ref.api_version != api.api_version for ref in owned):
+        # Refs of another group would all look stale, and prune would delete them.
+        raise ValueError(f"the owned objects were not read from {api.api_version}")
     if not objs and owned and prune and not allow_empty:
         raise SafetyError(
             f"blocklist {blocklist!r} rendered no objects, but {len(owned)} owned objects exist",
@@ -381,7 +404,7 @@ def plan(
     changes: list[Change] = []
     for obj in objs:
         ref = ObjectRef.of(obj)
-        live: dict[str, Any] | None = owned.get(ref)
+        live = owned.get(ref)
         if live is None:
             other = client.get(ref)
             if other is None:

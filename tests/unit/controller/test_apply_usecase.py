@@ -84,6 +84,23 @@ def test_first_apply_writes_everything_and_records_it(
     ]
 
 
+def test_an_apply_lists_the_blocklist_once_and_plans_against_that_list(
+    setup: tuple[BlocklistConfig, FakeCluster, MemoryRecordStore],
+) -> None:
+    cfg, cluster, records = setup
+    run(cfg, cluster, records)
+    cluster.requests.clear()
+
+    outcome = run(cfg, cluster, records)
+
+    assert outcome.plan.is_noop
+    # one list per kind: the shrink guard's read is the one the plan compares with
+    assert [r.target for r in cluster.requests if r.verb == "list"] == list(
+        apply_mod.sync.APPLY_ORDER
+    )
+    assert [r for r in cluster.requests if r.verb == "get"] == []
+
+
 def test_client_dry_run_sends_no_write_and_records_no_apply(
     setup: tuple[BlocklistConfig, FakeCluster, MemoryRecordStore],
 ) -> None:

@@ -225,6 +225,7 @@ PUBLIC = {
         "ownership_labels",
         "plan",
         "prepare",
+        "read_owned",
         "sync",
     },
     "egressguard.app.leader": {

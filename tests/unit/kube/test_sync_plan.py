@@ -81,6 +81,31 @@ def test_plan_reads_one_list_per_kind_and_gets_only_unknown_names() -> None:
     assert [r.verb for r in cluster.requests] == ["discovery", "list", "list", "list"]
 
 
+def test_plan_against_objects_read_before_lists_nothing() -> None:
+    cluster = FakeCluster()
+    sync.sync(cluster, manifests(SHARDS), blocklist="demo")
+    owned = sync.read_owned(cluster, cluster.served_calico_api(), "demo")
+    cluster.requests.clear()
+
+    plan = sync.plan(cluster, manifests(SHARDS[:1]), blocklist="demo", owned=owned)
+
+    assert [r.verb for r in cluster.requests] == ["discovery"]
+    assert plan.summary() == {"create": 0, "update": 0, "unchanged": 3, "prune": 2}
+    assert plan == sync.plan(cluster, manifests(SHARDS[:1]), blocklist="demo")
+
+
+def test_objects_read_from_another_api_group_are_refused_not_pruned() -> None:
+    cluster = FakeCluster()
+    sync.sync(cluster, manifests(SHARDS), blocklist="demo")
+    v1 = FakeCluster(calico_api="crd.projectcalico.org/v1")
+    for obj in cluster.objects():
+        v1.put(obj)
+    owned = sync.read_owned(v1, v1.served_calico_api(), "demo")
+
+    with pytest.raises(ValueError, match=r"not read from projectcalico\.org/v3"):
+        sync.plan(cluster, manifests(SHARDS), blocklist="demo", owned=owned)
+
+
 def test_execute_then_replan_is_a_noop() -> None:
     cluster = FakeCluster()
     result = sync.sync(cluster, manifests(SHARDS), blocklist="demo")
