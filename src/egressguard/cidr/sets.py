@@ -541,6 +541,5 @@ def union_all(sets: Sequence[CidrSet]) -> CidrSet:
     fam = sets[0].family
     if any(s.family != fam for s in sets):
         raise CidrError("union_all needs sets of one family")
-    firsts = [s.range_arrays()[0] for s in sets]
-    lasts = [s.range_arrays()[1] for s in sets]
+    firsts, lasts = zip(*(s.range_arrays() for s in sets), strict=True)
     return CidrSet.from_range_arrays(fam, np.concatenate(firsts), np.concatenate(lasts))
