@@ -151,7 +151,7 @@ class V6Coordinates:
         if not parts:
             empty = np.zeros(0, dtype=np.uint64)
             return V6Coordinates(empty, empty, np.zeros(0, dtype=np.uint8)), []
-        vals = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 2), np.uint64)
+        vals = np.concatenate([p[0] for p in parts])
         carry = np.concatenate([p[1] for p in parts])
         hi = vals[:, 0]
         lo = vals[:, 1]
