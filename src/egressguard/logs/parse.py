@@ -91,7 +91,7 @@ _FAST_LINE = re.compile(
 )
 
 # The exact forms, applied once per distinct text (cache misses).
-_U8 = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_U8 = f"({_payload.OCTET})"
 _U16 = r"([1-9][0-9]{0,4}|0)"
 _LINK_RE = re.compile(
     r"([A-Za-z0-9%:/_. -]{0,127})IN=([^\s/:]{0,15}) OUT=([^\s/:]{0,15}) "

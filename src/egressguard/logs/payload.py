@@ -35,6 +35,7 @@ from egressguard.logs.wrapper import Rejected
 __all__ = [
     "EBPF_RE",
     "MAX_MESSAGE",
+    "OCTET",
     "PROTO_NAMES",
     "TCP_FLAGS",
     "V4_RE",
@@ -76,10 +77,10 @@ U8, U16, U20, U32 = 0xFF, 0xFFFF, 0xFFFFF, 0xFFFFFFFF
 _IN_OUT_RE = re.compile(r"IN=(\S*) OUT=(\S*)(?: |\Z)")
 # Digits are [0-9]: in a str pattern \d is any Unicode decimal digit ("1\u0663" is 13 to int()).
 _DEC_RE = re.compile(r"(?:0|[1-9][0-9]*)\Z")
-V4_RE = re.compile(
-    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z"
-)
+#: 0-255 in decimal as the kernel prints it (%u: no leading zeros); the fast path's u8 checks
+#: use it too.
+OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+V4_RE = re.compile(rf"{OCTET}(?:\.{OCTET}){{3}}\Z")
 _MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2})*\Z")
 _HEX_UPPER_RE = re.compile(r"(?:[0-9A-F]{2})+\Z")
 # What a second record glued into this one looks like: a syslog or kernel timestamp, a tag.
