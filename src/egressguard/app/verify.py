@@ -76,6 +76,7 @@ from egressguard.cidr import parse as cidr_parse
 from egressguard.cidr.addresses import Cidr, CidrError, format_address, parse_address, parse_cidr
 from egressguard.cidr.sets import AddressSet
 from egressguard.errors import InputError, KubeError, SelectorError, UsageError
+from egressguard.render.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 __all__ = [
     "ALLOWED_SOURCE",
@@ -118,9 +119,6 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE = "ghcr.io/egressguard/egressguard:0.1.0"
-# The same ownership label as app.sync (not imported: it pulls in lightkube at import time).
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "egressguard"
 NAME_LABEL = "app.kubernetes.io/name"
 NAME_VALUE = "egressguard-verify"
 RUN_LABEL = "egressguard.io/verify-run"
