@@ -39,6 +39,7 @@ firewall drops too, so allowed destinations are what show that the drop is selec
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -973,17 +974,7 @@ def execute(
             continue
         if ns_plan.namespace in deleted:
             was, error = deleted[ns_plan.namespace]
-            report = NamespaceReport(
-                report.namespace,
-                report.job,
-                report.state,
-                report.detail,
-                report.checks,
-                report.log,
-                report.log_error,
-                was,
-                error,
-            )
+            report = dataclasses.replace(report, deleted=was, delete_error=error)
         out.append(report)
     return VerifyReport(plan, tuple(out))
 

@@ -183,6 +183,30 @@ def test_keep_leaves_the_jobs(plan: verify.VerifyPlan) -> None:
     assert all(n.deleted is None for n in report.namespaces)
 
 
+def test_a_failed_delete_is_reported_beside_an_unchanged_result(
+    plan: verify.VerifyPlan,
+) -> None:
+    class UndeletableInWeb(FakeJobClient):
+        def delete_job(self, namespace: str, name: str) -> bool:
+            if namespace == "web":
+                raise KubeError("Kubernetes API: delete Job web/x failed: 403 Forbidden")
+            return super().delete_job(namespace, name)
+
+    clock = Clock()
+    report = verify.execute(
+        plan, UndeletableInWeb(working), wait=60, clock=clock, sleep=clock.sleep
+    )
+
+    by_ns = {n.namespace: n for n in report.namespaces}
+    assert (by_ns["default"].deleted, by_ns["default"].delete_error) == (True, None)
+    assert by_ns["web"].deleted is None
+    assert by_ns["web"].delete_error == "Kubernetes API: delete Job web/x failed: 403 Forbidden"
+    assert by_ns["web"].state == "completed"
+    assert by_ns["web"].counts == by_ns["default"].counts  # the judging is kept whole
+    assert report.ok
+    assert "NOT deleted: Kubernetes API: delete Job web/x" in verify.format_report_table(report)
+
+
 def test_jobs_are_deleted_even_when_interrupted(plan: verify.VerifyPlan) -> None:
     client = FakeJobClient(lambda job: FakeRun(log="", job_condition=None))
 
