@@ -1,6 +1,7 @@
 """A real HTTP(S) server on loopback that serves feeds and every fault a feed can have.
 
-Used by ``tests/integration/test_sources_*.py`` through the ``feed_server`` fixture below. It
+Used by ``tests/integration/test_sources_*.py`` through the ``feed_server`` fixture below
+(``tls_feed_server`` for HTTPS). It
 binds 127.0.0.1 on a free port, runs ``ThreadingHTTPServer`` in a daemon thread and is shut
 down in ``finally`` even when a test fails. Slow answers wait on an event that shutdown sets,
 so no handler outlives the test by more than its bound.
@@ -19,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-__all__ = ["FeedServer", "Route", "feed_server"]
+__all__ = ["FeedServer", "Route", "feed_server", "tls_feed_server"]
 
 
 @dataclass
@@ -180,5 +181,22 @@ def feed_server() -> Iterator[FeedServer]:
     server.start()
     try:
         yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def tls_feed_server() -> Iterator[tuple[FeedServer, str]]:
+    """An HTTPS loopback feed server with a throwaway CA; yields the server and the CA file."""
+    import trustme
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    server = FeedServer(tls=ctx)
+    server.start()
+    try:
+        with ca.cert_pem.tempfile() as ca_file:
+            yield server, ca_file
     finally:
         server.close()

@@ -7,9 +7,7 @@ why (DESIGN §6).
 
 from __future__ import annotations
 
-import ssl
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,10 @@ from egressguard.feeds import registry
 from egressguard.feeds.result import ParsedFeed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from feedserver import FeedServer, Route, feed_server
+from feedserver import FeedServer, Route, feed_server, tls_feed_server
 
 pytestmark = pytest.mark.integration
-__all__ = ["feed_server"]
+__all__ = ["feed_server", "tls_feed_server"]
 
 
 class Clock:
@@ -301,29 +299,13 @@ def test_licence_key_comes_from_the_environment_and_is_never_stored(
     assert b"s3cret" not in stored
 
 
-@pytest.fixture
-def tls_server() -> Iterator[tuple[FeedServer, str]]:
-    import trustme
-
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    server = FeedServer(tls=ctx)
-    server.start()
-    try:
-        with ca.cert_pem.tempfile() as ca_file:
-            yield server, ca_file
-    finally:
-        server.close()
-
-
 def test_redirect_to_http_when_https_required_falls_back(
     tmp_path: Path,
-    tls_server: tuple[FeedServer, str],
+    tls_feed_server: tuple[FeedServer, str],
     feed_server: FeedServer,
     spamhaus_text: bytes,
 ) -> None:
-    server, ca_file = tls_server
+    server, ca_file = tls_feed_server
     server.routes["/drop.txt"] = Route(spamhaus_text)
     src = {"name": "drop", "url": server.url("/drop.txt"), "format": "spamhaus-text"}
     load = loader(tmp_path, ca_file=ca_file)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import ssl
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,10 +20,10 @@ from egressguard.adapters.http import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from feedserver import FeedServer, Route, feed_server
+from feedserver import FeedServer, Route, feed_server, tls_feed_server
 
 pytestmark = pytest.mark.integration
-__all__ = ["feed_server"]  # re-exported fixture
+__all__ = ["feed_server", "tls_feed_server"]  # re-exported fixtures
 
 BODY = b"192.0.2.0/24\n198.51.100.7\n"
 
@@ -148,33 +146,15 @@ def test_redirect_is_followed(feed_server: FeedServer) -> None:
     assert got.url.endswith("/new")
 
 
-@pytest.fixture
-def tls_pair() -> Iterator[tuple[FeedServer, str]]:
-    """An HTTPS loopback server with a throwaway CA; yields the server and the CA file."""
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
-    server = FeedServer(tls=ctx)
-    server.start()
-    try:
-        with ca.cert_pem.tempfile() as ca_file:
-            yield server, ca_file
-    finally:
-        server.close()
-
-
-def test_https_works_with_a_custom_ca(tls_pair: tuple[FeedServer, str]) -> None:
-    server, ca_file = tls_pair
+def test_https_works_with_a_custom_ca(tls_feed_server: tuple[FeedServer, str]) -> None:
+    server, ca_file = tls_feed_server
     server.routes["/list"] = Route(BODY)
     got = fetcher(ca_file=ca_file).fetch(FetchRequest(url=server.url("/list")))
     assert got.body == BODY
 
 
-def test_https_rejects_an_unknown_certificate(tls_pair: tuple[FeedServer, str]) -> None:
-    server, _ = tls_pair
+def test_https_rejects_an_unknown_certificate(tls_feed_server: tuple[FeedServer, str]) -> None:
+    server, _ = tls_feed_server
     server.routes["/list"] = Route(BODY)
     with pytest.raises(FetchError) as info:
         fetcher().fetch(FetchRequest(url=server.url("/list"), attempts=1))
@@ -182,9 +162,9 @@ def test_https_rejects_an_unknown_certificate(tls_pair: tuple[FeedServer, str]) 
 
 
 def test_redirect_from_https_to_http_is_refused(
-    tls_pair: tuple[FeedServer, str], feed_server: FeedServer
+    tls_feed_server: tuple[FeedServer, str], feed_server: FeedServer
 ) -> None:
-    server, ca_file = tls_pair
+    server, ca_file = tls_feed_server
     feed_server.routes["/list"] = Route(BODY)
     server.routes["/list"] = Route(redirect=feed_server.url("/list"))
     with pytest.raises(FetchError) as info:
