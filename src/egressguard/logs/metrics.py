@@ -42,6 +42,8 @@ MAX_VALUE_LENGTH = 64
 BLOCK_LABELS = ("set", "country", "namespace", "proto")
 SOURCE_EVENTS = ("rotation", "truncation", "reopen", "lost")
 LINE_RESULTS = ("event", "issue", "skipped", "filtered")
+#: ``ParseStats`` count -> the ``result`` it is exposed as (``LINE_RESULTS``)
+_LINE_COUNTS = {"events": "event", "issues": "issue", "skipped": "skipped", "filtered": "filtered"}
 
 
 class Sample(NamedTuple):
@@ -159,10 +161,8 @@ class Metrics:
 
     def observe_lines(self, counts: Mapping[str, int]) -> None:
         """Mirror the parser's monotonic counts (``ParseStats.as_dict()``)."""
-        for name, key in (("events", "event"), ("issues", "issue")):
-            self.lines[key] = float(counts.get(name, 0))
-        self.lines["skipped"] = float(counts.get("skipped", 0))
-        self.lines["filtered"] = float(counts.get("filtered", 0))
+        for name, result in _LINE_COUNTS.items():
+            self.lines[result] = float(counts.get(name, 0))
 
     def observe_source(self, counts: Mapping[str, int]) -> None:
         """Mirror the follower's monotonic counts (rotation, truncation, reopen, lost)."""
