@@ -89,7 +89,28 @@ class SelectorError(InputError, ValueError):
 
 
 class ManifestError(InputError):
-    """A manifest file cannot be loaded (YAML syntax, duplicate keys, unknown kind)."""
+    """A manifest file cannot be loaded (YAML syntax, duplicate keys, unknown kind).
+
+    When the error is about a place in a file, ``source`` names the file and ``line`` the
+    1-based line (``None`` when unknown); the message then starts with ``source:line:`` and
+    ``reason`` is the rest, for callers that report it as a located problem.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ""
+        if source is not None:
+            where = f"{source}:{line}: " if line is not None else f"{source}: "
+        super().__init__(where + message, hint=hint)
+        self.reason = message
+        self.source = source
+        self.line = line
 
 
 class ConfigError(InputError):

@@ -98,7 +98,7 @@ class _Builder:
         }
 
     def fail(self, node: yaml.Node, message: str) -> ManifestError:
-        return ManifestError(f"{self.source}:{node.start_mark.line + 1}: {message}")
+        return ManifestError(message, source=self.source, line=node.start_mark.line + 1)
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.budget -= 1
@@ -142,13 +142,15 @@ def load_text(text: str, source: str = "<string>") -> list[Document]:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
         what = exc.problem or exc.context or "invalid YAML"
         raise ManifestError(
-            f"{source}{line}: invalid YAML: {what}", hint="check indentation and quoting"
+            f"invalid YAML: {what}",
+            source=source,
+            line=mark.line + 1 if mark is not None else None,
+            hint="check indentation and quoting",
         ) from exc
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: invalid YAML: {exc}") from exc
+        raise ManifestError(f"invalid YAML: {exc}", source=source) from exc
     index = 0
     for node in nodes:
         builder = _Builder(source)
@@ -174,9 +176,11 @@ def load_file(path: str | FsPath) -> list[Document]:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise ManifestError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=str(p)
+        ) from exc
     except OSError as exc:
-        raise ManifestError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+        raise ManifestError(f"cannot read: {exc.strerror or exc}", source=str(p)) from exc
     return load_text(text, str(path))
 
 

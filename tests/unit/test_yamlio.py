@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from egressguard.errors import ManifestError
 from egressguard.problems import Problem
-from egressguard.yamlio import dump_documents, load_text
+from egressguard.yamlio import dump_documents, load_file, load_text
 
 TWO_DOCS = """\
 apiVersion: v1
@@ -46,6 +48,46 @@ def test_duplicate_keys_are_rejected_with_line() -> None:
 def test_syntax_error_names_line() -> None:
     with pytest.raises(ManifestError, match=r"y\.yaml:2: invalid YAML"):
         load_text("a: [1, 2\nb: }\n", "y.yaml")
+
+
+def test_errors_carry_source_line_and_reason(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ManifestError) as dup:
+        load_text("a: 1\nb: 2\na: 3\n", "x.yaml")
+    assert (dup.value.source, dup.value.line, dup.value.reason) == (
+        "x.yaml",
+        3,
+        "duplicate key 'a'",
+    )
+    assert dup.value.message == "x.yaml:3: duplicate key 'a'"
+    with pytest.raises(ManifestError) as syntax:
+        load_text("a: [1, 2\nb: }\n", "y.yaml")
+    assert (syntax.value.source, syntax.value.line) == ("y.yaml", 2)
+    assert syntax.value.message == f"y.yaml:2: {syntax.value.reason}"
+    assert syntax.value.reason.startswith("invalid YAML: ")
+    assert syntax.value.hint == "check indentation and quoting"
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(ManifestError) as unread:
+        load_file(missing)
+    assert (unread.value.source, unread.value.line) == (str(missing), None)
+    assert unread.value.message == f"{missing}: {unread.value.reason}"
+    assert unread.value.reason.startswith("cannot read: ")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"a: \xff\n")
+    with pytest.raises(ManifestError) as undecodable:
+        load_file(binary)
+    assert undecodable.value.reason.startswith("not UTF-8 text (")
+    assert undecodable.value.message == f"{binary}: {undecodable.value.reason}"
+
+
+def test_errors_raised_without_a_place_keep_their_message() -> None:
+    error = ManifestError("a GlobalNetworkSet manifest has no metadata.name", hint="h")
+    assert (error.message, error.reason, error.source, error.line, error.hint) == (
+        "a GlobalNetworkSet manifest has no metadata.name",
+        "a GlobalNetworkSet manifest has no metadata.name",
+        None,
+        None,
+        "h",
+    )
 
 
 def test_alias_bomb_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -736,21 +736,11 @@ def load_text(text: str, source: str = "<string>", *, validate: bool = True) -> 
     return load_documents(docs, validate=validate)
 
 
-_MESSAGE_AT = re.compile(r"^(?P<src>.*?):(?P<line>\d+): (?P<msg>.*)$", re.DOTALL)
-
-
 def yaml_problem(source: str, exc: ManifestError) -> Problem:
     """A ``ManifestError`` of ``yamlio`` (syntax error, unreadable file) as a located problem."""
-    message = exc.message
-    line = None
-    if message.startswith(f"{source}:"):
-        match = _MESSAGE_AT.match(message)
-        if match and match["src"] == source:
-            line = int(match["line"])
-            message = match["msg"]
-        else:
-            message = message[len(source) + 1 :].lstrip()
-    return Problem("", message, file=source, line=line, document=None)
+    if exc.source is None:
+        return Problem("", exc.message, file=source, line=None, document=None)
+    return Problem("", exc.reason, file=source, line=exc.line, document=None)
 
 
 def expand_paths(paths: Iterable[str | FsPath]) -> list[FsPath]:

@@ -105,7 +105,7 @@ def _read_validate_inputs(paths: list[str]) -> tuple[list[Any], list[Any], list[
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise ManifestError(f"{name}: not UTF-8 text ({exc.reason})") from exc
+                    raise ManifestError(f"not UTF-8 text ({exc.reason})", source=name) from exc
                 documents.extend(yamlio.load_text(text, name))
             else:
                 documents.extend(yamlio.load_file(source))

@@ -108,6 +108,23 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     assert out.startswith("<stdin>:12 spec.egress[1].action:")
 
 
+def test_undecodable_inputs_are_problems_of_their_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"kind: \xff\n")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"kind: \xfe\n")))
+    code, out, _ = run(["validate", "-o", "json", str(binary), "-"], capsys)
+    assert code == 1
+    problems = json.loads(out)["problems"]
+    assert [(p["file"], p["line"], p["path"]) for p in problems] == [
+        (str(binary), None, ""),
+        ("<stdin>", None, ""),
+    ]
+    assert problems[0]["message"].startswith("not UTF-8 text (invalid start byte at byte 6")
+    assert problems[1]["message"] == "not UTF-8 text (invalid start byte)"
+
+
 def test_missing_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["validate", str(tmp_path / "nope.yaml")], capsys)
     assert code == 2
