@@ -48,6 +48,7 @@ from egressguard.render.ownership import (
     MANAGED_BY_VALUE,
     content_hash,
     ownership_labels,
+    stamp,
 )
 
 __all__ = [
@@ -247,12 +248,8 @@ def prepare(
                 )
             labels[key] = value
         meta["labels"] = labels
-        annotations = dict(meta.get("annotations") or {})
-        annotations.pop(CONTENT_HASH_ANNOTATION, None)
-        meta["annotations"] = annotations
         obj["metadata"] = meta
-        annotations[CONTENT_HASH_ANNOTATION] = content_hash(obj)
-        out.append(obj)
+        out.append(stamp(obj))
     out.sort(key=lambda o: (APPLY_ORDER.index(o["kind"]), o["metadata"]["name"]))
     return out
 

@@ -65,6 +65,15 @@ def test_prepare_moves_to_the_served_group_and_stamps_ownership() -> None:
     assert not is_owned(out, "other")
 
 
+def test_prepared_annotations_are_sorted_as_a_build_renders_them() -> None:
+    source = gns()
+    source["metadata"]["annotations"] = {"z.example/note": "z", "a.example/note": "a"}
+    (out,) = prepare([source], blocklist="demo", api=V3)
+    annotations = out["metadata"]["annotations"]
+    assert list(annotations) == sorted(annotations)
+    assert set(annotations) == {"a.example/note", "z.example/note", CONTENT_HASH_ANNOTATION}
+
+
 def test_prepare_does_not_modify_its_input() -> None:
     source = gns()
     before = copy.deepcopy(source)
