@@ -179,34 +179,35 @@ def normalise(prefix_text: str) -> str:
     return text
 
 
+#: The field each specifier but ``%p`` captures, and its pattern.
+_FIELDS = {"%t": ("tier", _NAME), "%k": ("kind", _KIND), "%n": ("name", _NAME)}
+
+
 @lru_cache(maxsize=64)
 def _decoder(template: str) -> re.Pattern[str]:
     out: list[str] = []
     seen: set[str] = set()
+
+    def field(name: str, pattern: str) -> str:
+        """The first use of a field captures it; later uses must repeat what it captured."""
+        if name in seen:
+            return f"(?P={name})"
+        seen.add(name)
+        return f"(?P<{name}>{pattern})"
+
     # Only trailing blanks of the template are dropped: a template ending in ':' keeps it,
     # because normalise() removes exactly the ':' that Felix appends.
     for i, part in enumerate(_split(template.rstrip())):
         if i % 2 == 0:
             out.append(re.escape(part))
-            continue
-        if part == "%t":
-            out.append("(?P=tier)" if "tier" in seen else f"(?P<tier>{_NAME})")
-            seen.add("tier")
-        elif part == "%k":
-            out.append("(?P=kind)" if "kind" in seen else f"(?P<kind>{_KIND})")
-            seen.add("kind")
-        elif part == "%n":
-            out.append("(?P=name)" if "name" in seen else f"(?P<name>{_NAME})")
-            seen.add("name")
-        else:  # %p: optional namespace, then the name; later uses must agree with the first
-            ns = (
-                "(?(namespace)(?P=namespace)/)"
-                if "namespace" in seen
-                else (f"(?:(?P<namespace>{_NAMESPACE})/)?")
-            )
-            nm = "(?P=name)" if "name" in seen else f"(?P<name>{_NAME})"
-            out.append(ns + nm)
-            seen.update(("namespace", "name"))
+        elif part == "%p":  # optional namespace, then the name
+            if "namespace" in seen:  # the namespace again exactly when the first use had one
+                out.append("(?(namespace)(?P=namespace)/)")
+            else:
+                out.append(f"(?:{field('namespace', _NAMESPACE)}/)?")
+            out.append(field("name", _NAME))
+        else:
+            out.append(field(*_FIELDS[part]))
     return re.compile("".join(out) + r"\Z")
 
 
