@@ -466,9 +466,15 @@ class _Linter:
         self.tiers: dict[str, Tier] = manifests.effective_tiers()
         self.findings: list[Finding] = []
         self._tier_rank = {t.name: i for i, t in enumerate(self.plan.tiers)}
-        # parsed once per run, checked against every policy's Deny rules
+        # computed once per run, used for every policy
         self._critical = options.critical_addresses()
         self._critical_networks = options.critical_networks()
+        self._set_keys = {k for s in manifests.network_sets for k in s.labels}
+        #: every pod among the inputs with the labels Calico gives it
+        self._pod_labels = [
+            (pod, pod.calico_labels(manifests.namespace(pod.namespace or "default")))
+            for pod in manifests.pods
+        ]
 
     def add(self, finding: Finding) -> None:
         if finding.id not in self.options.disabled:
@@ -616,8 +622,7 @@ class _Linter:
 
     def rule_selectors(self, policy: Policy, direction: PolicyType) -> None:
         name = _direction_name(direction)
-        set_keys = {k for s in self.m.network_sets for k in s.labels}
-        pods_given = bool(self.m.pods)
+        pods_given = bool(self._pod_labels)
         for i, rule in enumerate(policy.rules(direction)):
             for side, entity in (("source", rule.source), ("destination", rule.destination)):
                 if not entity.selector:
@@ -656,7 +661,7 @@ class _Linter:
                     )
                 if sets or pods:
                     continue
-                targeted = entity.is_global_only or bool(written.keys() & set_keys)
+                targeted = entity.is_global_only or bool(written.keys() & self._set_keys)
                 if not (targeted or pods_given):
                     continue
                 hint = (
@@ -951,17 +956,13 @@ class _Linter:
             mine = policy_endpoint_selector(policy)
         except SelectorError:
             return []
-        pods = self.m.pods
-        if not pods:
+        if not self._pod_labels:
             return list(k8s)
         out = []
         for knp in k8s:
             theirs = policy_endpoint_selector(knp)
-            for pod in pods:
-                labels = pod.calico_labels(self.m.namespace(pod.namespace or "default"))
-                if theirs.matches(labels) and mine.matches(labels):
-                    out.append(knp)
-                    break
+            if any(theirs.matches(lab) and mine.matches(lab) for _, lab in self._pod_labels):
+                out.append(knp)
         return out
 
     def unused_sets(self) -> None:
@@ -993,10 +994,9 @@ class _Linter:
             )
 
     def selects_no_pods(self) -> None:
-        pods = [p for p in self.m.pods if not p.host_network]
-        if not pods:
+        labels = [lab for pod, lab in self._pod_labels if not pod.host_network]
+        if not labels:
             return
-        labels = [p.calico_labels(self.m.namespace(p.namespace or "default")) for p in pods]
         for policy in self.m.all_policies:
             try:
                 chosen = policy_endpoint_selector(policy)
@@ -1009,7 +1009,7 @@ class _Linter:
                     "selects-no-pods",
                     policy,
                     ("spec", "selector"),
-                    f"{policy.describe()} selects none of the {len(pods)} pods among the inputs "
+                    f"{policy.describe()} selects none of the {len(labels)} pods among the inputs "
                     f"(it selects {chosen}); it applies to no workload here (a GlobalNetwork"
                     "Policy may still apply to host endpoints)",
                     "check the selector against the pods' labels (and namespace labels for "

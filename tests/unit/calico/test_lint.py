@@ -430,3 +430,34 @@ def test_findings_are_sorted_and_render() -> None:
 def test_pass_in_own_tier_before_default_is_not_reported() -> None:
     """egressguard's design: its tier ends with Pass into the default tier."""
     assert "pass-in-last-tier" not in ids(docs(SET, TIERED))
+
+
+def knp(name: str, app: str) -> str:
+    return f"""
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  podSelector: {{matchLabels: {{app: {app}}}}}
+  policyTypes: [Egress]
+  egress: [{{to: [{{ipBlock: {{cidr: 10.0.0.0/8}}}}]}}]
+"""
+
+
+def test_allow_all_names_the_kubernetes_policies_whose_pods_it_also_selects() -> None:
+    policies = docs(ALLOW_ALL, knp("db-egress", "db"), knp("api-egress", "api"))
+    (without_pods,) = [f for f in run(policies) if f.id == "allow-all-bypasses-k8s-isolation"]
+    assert without_pods.message.endswith("the egress rules of shop/db-egress, shop/api-egress")
+    (with_pods,) = [
+        f for f in run(docs(policies, POD_DB)) if f.id == "allow-all-bypasses-k8s-isolation"
+    ]
+    assert with_pods.message.endswith("the egress rules of shop/db-egress")
+
+
+def test_selects_no_pods_counts_only_pods_with_workload_endpoints() -> None:
+    host_pod = POD_DB.replace("db-0", "node-agent").replace(
+        "spec: {containers", "spec: {hostNetwork: true, containers"
+    )
+    text = docs(POD_WEB, host_pod, gnp("    - {action: Pass}", extra="\n  selector: app == 'db'"))
+    (finding,) = [f for f in run(text) if f.id == "selects-no-pods"]
+    assert "selects none of the 1 pods among the inputs" in finding.message
