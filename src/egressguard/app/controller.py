@@ -475,24 +475,17 @@ class Controller:
         elector = self.elector
         if elector is None:
             return
-        period = elector.config.retry_period
-        try:
-            while not self._stop.is_set():
-                try:
-                    leading = elector.try_acquire_or_renew()
-                except Exception as exc:  # keep campaigning; health shows it
-                    log.error("leader election error: %s", exc, extra={"event": "leader.error"})
-                    leading = False
-                self._election_beat = self.monotonic()
-                wait = period if leading else period * self._rng.uniform(1.0, 1.2)
-                self._stop.wait(wait)
-        finally:
-            with self._write_lock:  # no write of ours is in flight, none can start
-                released = elector.release()
-            log.info(
-                "lease released" if released else "lease not released",
-                extra={"event": "leader.released", "released": released},
-            )
+        # Released under the write lock: no write of ours is in flight, none can start.
+        released = elector.run(
+            self._stop, on_round=self._beat_election, release_lock=self._write_lock
+        )
+        log.info(
+            "lease released" if released else "lease not released",
+            extra={"event": "leader.released", "released": released},
+        )
+
+    def _beat_election(self) -> None:
+        self._election_beat = self.monotonic()
 
     def start(self) -> None:
         """Start the election and loop threads (daemon threads; ``stop`` ends them)."""

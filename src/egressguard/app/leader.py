@@ -25,6 +25,7 @@ injected :class:`Clock`, so tests drive it with a manual clock and no sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -32,6 +33,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -304,18 +306,38 @@ class LeaderElector:
         self._set_leading(False)
         return True
 
-    def run(self, stop: threading.Event) -> None:
-        """Campaign and renew until ``stop`` is set, then release the lease.
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        on_round: Callable[[], None] | None = None,
+        release_lock: AbstractContextManager[object] | None = None,
+    ) -> bool:
+        """Campaign and renew until ``stop`` is set, then release the lease; returns whether
+        this candidate no longer holds it (:meth:`release`).
 
         Waits ``retry_period`` between rounds, stretched by up to 20 % while not leading so
         candidates started together do not collide forever (client-go's JitterFactor 1.2).
+        A round that raises (API failures do not; a bug might) is logged and counts as not
+        leading: the candidate keeps campaigning. ``on_round`` is called after every round
+        (the controller's liveness beat). The release is made holding ``release_lock`` when
+        given: the controller holds it around every write, so none of its writes is in flight
+        once another candidate may take over.
         """
         try:
             while not stop.is_set():
-                leading = self.try_acquire_or_renew()
+                try:
+                    leading = self.try_acquire_or_renew()
+                except Exception as exc:  # keep campaigning; health and last_error show it
+                    log.error("leader election error: %s", exc, extra={"event": "leader.error"})
+                    leading = False
+                if on_round is not None:
+                    on_round()
                 wait = self.config.retry_period
                 if not leading:
                     wait *= self._rng.uniform(1.0, 1.2)
                 stop.wait(wait)
         finally:
-            self.release()
+            with release_lock if release_lock is not None else contextlib.nullcontext():
+                released = self.release()
+        return released

@@ -5,6 +5,7 @@ A manual clock drives time, so nothing sleeps and no duration is asserted.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -287,3 +288,53 @@ def test_a_failed_release_is_reported_and_leadership_ends(
     assert not a.is_leader
     assert a.last_error is not None
     assert a.last_error.status == 403
+
+
+class FirstReadBreaks(FakeCluster):
+    """The first read of the Lease raises what no API failure raises (a bug), and the
+    release records whether ``lock`` was held while it was written."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.reads = 0
+        self.released_under_lock: list[bool] = []
+
+    def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        self.reads += 1
+        if self.reads == 1:
+            raise RuntimeError("a bug in the round")
+        return super().get_lease(namespace, name)
+
+    def update_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        if not record.holder:
+            self.released_under_lock.append(self.lock.locked())
+        return super().update_lease(namespace, name, record)
+
+
+def test_run_survives_a_failing_round_beats_every_round_and_releases_under_the_lock(
+    clock: ManualClock,
+) -> None:
+    lock = threading.Lock()
+    cluster = FirstReadBreaks(lock)
+    elector = LeaderElector(
+        cluster,
+        config("a", lease_duration=3, renew_deadline=2, retry_period=0.001),
+        clock=clock,
+    )
+    stop = threading.Event()
+    rounds: list[bool] = []
+
+    def on_round() -> None:  # the rounds stop themselves: no thread, bounded
+        rounds.append(elector.is_leader)
+        if len(rounds) == 3:
+            stop.set()
+
+    assert elector.run(stop, on_round=on_round, release_lock=lock) is True
+
+    assert rounds == [False, True, True]  # the broken round counted as not leading
+    assert cluster.released_under_lock == [True]
+    lease = cluster.get_lease("ns", "lock")
+    assert lease is not None
+    assert lease.holder == ""
+    assert not lock.locked()
