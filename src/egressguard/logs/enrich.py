@@ -232,6 +232,17 @@ def pod_addresses(pod: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(ip.split("/")[0] for ip in ips if isinstance(ip, str) and ip)
 
 
+def _identity(pod: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """``(namespace, name, key)`` of a Pod manifest, the key being its uid (else
+    ``namespace/name``); ``None`` without a name."""
+    meta = pod.get("metadata")
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+        return None
+    namespace = str(meta.get("namespace") or "default")
+    name = meta["name"]
+    return namespace, name, str(meta.get("uid") or f"{namespace}/{name}")
+
+
 def _finished(pod: Mapping[str, Any]) -> float | None:
     """When a pod that has terminated (phase Succeeded/Failed) stopped, as well as known."""
     if _get(pod, "status", "phase") not in ("Succeeded", "Failed"):
@@ -290,19 +301,17 @@ class PodIndex:
         """A Pod as listed or watched: opens spans for new addresses, closes those the pod no
         longer has, and all of them when it was deleted (at ``now``, when it was seen gone) or
         has terminated (when its containers finished, else ``now``)."""
-        meta = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else None
-        if meta is None or not isinstance(meta.get("name"), str):
+        identity = _identity(pod)
+        if identity is None:
             return
-        namespace = str(meta.get("namespace") or "default")
-        name = meta["name"]
-        key = str(meta.get("uid") or f"{namespace}/{name}")
+        namespace, name, key = identity
         finished = _finished(pod)
         ips = set() if deleted or finished is not None else set(pod_addresses(pod))
         end = now if deleted or finished is None else finished
         for ip in list(self._open.get(key, {})):
             if ip not in ips:
                 self._close(key, ip, end)
-        start = parse_time(meta.get("creationTimestamp")) or parse_time(
+        start = parse_time(_get(pod, "metadata", "creationTimestamp")) or parse_time(
             _get(pod, "status", "startTime")
         )
         for ip in sorted(ips - set(self._open.get(key, {}))):
@@ -318,10 +327,9 @@ class PodIndex:
         spans of pods the list no longer has, as deleted at ``now``."""
         seen: set[str] = set()
         for pod in pods:
-            meta = pod.get("metadata")
-            if isinstance(meta, Mapping) and isinstance(meta.get("name"), str):
-                ns = str(meta.get("namespace") or "default")
-                seen.add(str(meta.get("uid") or f"{ns}/{meta['name']}"))
+            identity = _identity(pod)
+            if identity is not None:
+                seen.add(identity[2])
             self.observe(pod, now=now)
         for key in [k for k in self._open if k not in seen]:
             for ip in list(self._open.get(key, {})):
