@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import select
 import signal
 import subprocess
@@ -23,26 +22,17 @@ from egressguard.adapters import netns
 from egressguard.app import lab
 from egressguard.errors import DataplaneError, UsageError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from labns import RUNNER, fresh_prefix, namespaces_with
+
 pytestmark = [pytest.mark.root, pytest.mark.integration]
-
-RUNNER = netns.SubprocessNetnsRunner()
-
-
-def _namespaces_with(prefix: str) -> list[str]:
-    return [n for n in netns.IpRoute2(RUNNER).list_namespaces() if n.startswith(prefix)]
 
 
 @pytest.fixture
 def prefix(tmp_path: Path) -> Iterator[str]:
     """A fresh prefix; whatever a test leaves behind is removed, and leftovers fail it."""
-    p = f"eg-t{secrets.token_hex(3)}-"
-    try:
+    with fresh_prefix("t", tmp_path) as p:
         yield p
-    finally:
-        leftovers = _namespaces_with(p)
-        lab.lab_down(p, runner=RUNNER, state_dir=tmp_path)
-        assert leftovers == [], f"test left namespaces behind: {leftovers}"
-        assert _namespaces_with(p) == []
 
 
 def _server_pids(state: lab.LabState) -> list[netns.ProcessRef]:
@@ -55,12 +45,12 @@ def test_open_lab_tears_down_when_the_body_raises(prefix: str, tmp_path: Path) -
     def body() -> None:
         with lab.open_lab(lab.default_topology(prefix), runner=RUNNER, state_dir=tmp_path) as built:
             refs.extend(_server_pids(built.state))
-            assert len(_namespaces_with(prefix)) == 4
+            assert len(namespaces_with(prefix)) == 4
             raise RuntimeError("test body failed")
 
     with pytest.raises(RuntimeError, match="test body failed"):
         body()
-    assert _namespaces_with(prefix) == []
+    assert namespaces_with(prefix) == []
     assert refs
     assert not any(netns.process_alive(r) for r in refs)
     assert not lab.state_path(tmp_path, prefix).exists()
@@ -148,7 +138,7 @@ def test_a_failed_or_interrupted_build_removes_what_it_made(
     with pytest.raises(type(error)):
         lab.lab_up(lab.default_topology(prefix), runner=runner, state_dir=tmp_path)
     assert runner.error is None, "the fault was injected"
-    assert _namespaces_with(prefix) == []
+    assert namespaces_with(prefix) == []
     assert not lab.state_path(tmp_path, prefix).exists()
 
 
@@ -233,7 +223,7 @@ def test_down_after_a_crash_removes_everything(prefix: str, tmp_path: Path) -> N
     proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up
     proc.communicate(timeout=10)
     refs = [netns.ProcessRef.from_json(p) for p in doc["processes"]]
-    assert len(_namespaces_with(prefix)) == 4
+    assert len(namespaces_with(prefix)) == 4
     assert all(netns.process_alive(r) for r in refs), "the servers outlive the crash"
     assert lab.state_path(tmp_path, prefix).exists()
 
@@ -242,7 +232,7 @@ def test_down_after_a_crash_removes_everything(prefix: str, tmp_path: Path) -> N
     report = json.loads(down.stdout)
     assert report["had_state"] is True
     assert {r.pid for r in refs} <= set(report["stopped_pids"])
-    assert _namespaces_with(prefix) == []
+    assert namespaces_with(prefix) == []
     assert not any(netns.process_alive(r) for r in refs)
     assert not lab.state_path(tmp_path, prefix).exists()
 
@@ -257,6 +247,6 @@ def test_a_signal_to_a_holding_lab_tears_it_down(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "removed 4 namespace(s)" in err
-    assert _namespaces_with(prefix) == []
+    assert namespaces_with(prefix) == []
     assert not any(netns.process_alive(r) for r in refs)
     assert not lab.state_path(tmp_path, prefix).exists()

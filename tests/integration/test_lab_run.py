@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import re
-import secrets
 import select
 import signal
 import subprocess
@@ -33,29 +32,22 @@ from egressguard.calico import evaluate as ev
 from egressguard.calico.model import Action
 from egressguard.errors import DataplaneError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from labns import RUNNER, fresh_prefix, namespaces_with
+
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
 BLOG = REPO / "examples" / "blog"
 LAB_TIER = REPO / "examples" / "lab-tier" / "manifests"
 SYSCTL = Path("/proc/sys/net/netfilter/nf_log_all_netns")
-RUNNER = netns.SubprocessNetnsRunner()
-
-
-def namespaces_with(prefix: str) -> list[str]:
-    return [n for n in netns.IpRoute2(RUNNER).list_namespaces() if n.startswith(prefix)]
 
 
 @pytest.fixture
 def prefix(tmp_path: Path) -> Iterator[str]:
     """A fresh prefix; leftovers fail the test (and are removed)."""
-    p = f"eg-r{secrets.token_hex(3)}-"
-    try:
+    with fresh_prefix("r", tmp_path) as p:
         yield p
-    finally:
-        leftovers = namespaces_with(p)
-        lab.lab_down(p, runner=RUNNER, state_dir=tmp_path)
-        assert leftovers == [], f"the run left namespaces behind: {leftovers}"
 
 
 @pytest.fixture

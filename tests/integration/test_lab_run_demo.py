@@ -9,32 +9,25 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from egressguard.adapters import netns
-from egressguard.app import lab
+sys.path.insert(0, str(Path(__file__).parent))
+from labns import fresh_prefix
 
 pytestmark = [pytest.mark.root, pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER = netns.SubprocessNetnsRunner()
 
 
 @pytest.fixture
 def prefix(tmp_path: Path) -> Iterator[str]:
-    p = f"eg-d{secrets.token_hex(3)}-"
-    try:
+    with fresh_prefix("d", tmp_path) as p:
         yield p
-    finally:
-        ip = netns.IpRoute2(RUNNER)
-        leftovers = [n for n in ip.list_namespaces() if n.startswith(p)]
-        lab.lab_down(p, runner=RUNNER, state_dir=tmp_path)
-        assert leftovers == []
 
 
 @pytest.mark.timeout(900)  # bootstrap may reinstall .venv after a pyproject.toml change

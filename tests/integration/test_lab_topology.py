@@ -11,6 +11,7 @@ import ipaddress
 import os
 import secrets
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from egressguard.adapters import netns
 from egressguard.adapters.probe import Probe
 from egressguard.app import lab
 
+sys.path.insert(0, str(Path(__file__).parent))
+from labns import built_lab
+
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
 DOC_RANGES = [
@@ -28,23 +32,10 @@ DOC_RANGES = [
 ]
 
 
-def _namespaces_with(prefix: str) -> list[str]:
-    ip = netns.IpRoute2(netns.SubprocessNetnsRunner())
-    return [n for n in ip.list_namespaces() if n.startswith(prefix)]
-
-
 @pytest.fixture
 def running_lab(tmp_path: Path) -> Iterator[lab.Lab]:
-    prefix = f"eg-t{secrets.token_hex(3)}-"
-    runner = netns.SubprocessNetnsRunner()
-    built = lab.lab_up(lab.default_topology(prefix), runner=runner, state_dir=tmp_path)
-    try:
+    with built_lab("t", tmp_path) as built:
         yield built
-    finally:
-        lab.lab_down(prefix, runner=runner, state_dir=tmp_path)
-        assert _namespaces_with(prefix) == []
-        for ref in built.state.processes:
-            assert not netns.process_alive(ref)
 
 
 def _in_doc_ranges(text: str) -> bool:

@@ -14,6 +14,7 @@ or processes never count.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -29,14 +30,16 @@ from typing import Any
 import pytest
 
 from egressguard import calico
-from egressguard.adapters import netns
 from egressguard.adapters.nftables import NftCli
 from egressguard.adapters.probe import Probe
-from egressguard.app import agent, lab
+from egressguard.app import agent, lab, labrun
 from egressguard.errors import DataplaneError
 from egressguard.nft import compile as nft_compile
 from egressguard.nft import endpoints as eps
 from egressguard.nft import render, state
+
+sys.path.insert(0, str(Path(__file__).parent))
+from labns import built_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
 
@@ -101,20 +104,9 @@ def manifests(
 
 
 def lab_endpoints(t: lab.Topology) -> eps.Endpoints:
-    """The lab's pods as workloads behind their cali interfaces; the node as the host."""
-    return eps.Endpoints(
-        host=eps.Host(name="node"),
-        workloads=tuple(
-            eps.Workload(
-                name=p.name,
-                namespace=p.namespace,
-                labels=calico.FrozenMap(p.label_map),
-                interface=p.cali,
-                addresses=(str(p.ipv4), str(p.ipv6)),
-            )
-            for p in t.pods
-        ),
-    )
+    """The lab's pods as workloads behind their cali interfaces (as ``lab run`` has them);
+    the node as the host."""
+    return dataclasses.replace(labrun.lab_endpoints(t), host=eps.Host(name="node"))
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -122,15 +114,8 @@ def lab_endpoints(t: lab.Topology) -> eps.Endpoints:
 
 @pytest.fixture
 def running_lab(tmp_path: Path) -> Iterator[lab.Lab]:
-    prefix = f"eg-n{secrets.token_hex(3)}-"
-    runner = netns.SubprocessNetnsRunner()
-    built = lab.lab_up(lab.default_topology(prefix), runner=runner, state_dir=tmp_path)
-    try:
+    with built_lab("n", tmp_path) as built:
         yield built
-    finally:
-        lab.lab_down(prefix, runner=runner, state_dir=tmp_path)
-        ip = netns.IpRoute2(runner)
-        assert [n for n in ip.list_namespaces() if n.startswith(prefix)] == []
 
 
 @pytest.fixture
