@@ -49,7 +49,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from egressguard.adapters.kube_jobs import JobClient
 from egressguard.adapters.verify_probe import (
@@ -116,7 +116,6 @@ __all__ = [
     "report_to_json",
     "sample_addresses",
     "unique",
-    "unique_ports",
 ]
 
 DEFAULT_IMAGE = "ghcr.io/egressguard/egressguard:0.1.0"
@@ -1240,11 +1239,9 @@ def format_report_table(report: VerifyReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unique(items: Iterable[str]) -> tuple[str, ...]:
-    """Items in first-seen order without repeats (namespaces given twice run once)."""
-    return tuple(dict.fromkeys(items))
+_T = TypeVar("_T")
 
 
-def unique_ports(items: Iterable[PortSpec]) -> tuple[PortSpec, ...]:
-    """Ports in first-seen order without repeats."""
+def unique(items: Iterable[_T]) -> tuple[_T, ...]:
+    """Items in first-seen order without repeats (namespaces or ports given twice run once)."""
     return tuple(dict.fromkeys(items))

@@ -839,7 +839,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         allowed=tuple(args.allowed),
-        ports=verify.unique_ports(ports),
+        ports=verify.unique(ports),
         timeout=args.timeout,
         family=None if args.family == "all" else int(args.family),
         pod_labels=_labels(args.pod_labels),

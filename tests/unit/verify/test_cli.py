@@ -52,6 +52,16 @@ def test_table_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(line.startswith("a ") for line in lines) == 3  # "-n a" twice runs once
 
 
+def test_a_port_given_twice_is_probed_once(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        *("verify", "-f", str(EXAMPLES), "-o", "json"),
+        *("--port", "443", "--port", "udp/53", "--port", "tcp/443"),
+    )
+    assert code == 0
+    assert json.loads(out)["ports"] == ["tcp/443", "udp/53"]  # "443" is "tcp/443"
+
+
 def test_rendering_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
     first = run(capsys, "verify", "-f", str(EXAMPLES), "--seed", "5")[1]
     second = run(capsys, "verify", "-f", str(EXAMPLES), "--seed", "5")[1]
