@@ -586,7 +586,8 @@ class Step:
     @property
     def location(self) -> str | None:
         """``file:line`` of the rule (or the policy) when known."""
-        return self._rule.location if self._rule is not None else None
+        rule = self._rule
+        return f"{rule.file}:{rule.line}" if rule is not None and rule.file is not None else None
 
     def address(self, side: str) -> str | None:
         """The flow's ``source`` or ``destination`` address as evaluated (``None`` unknown)."""
@@ -635,11 +636,7 @@ class Step:
 
     def to_json(self) -> dict[str, Any]:
         matches = self.matches
-        file = line = None
-        loc = self.location
-        if loc is not None:
-            file, _, line_text = loc.rpartition(":")
-            line = int(line_text) if line_text.isdigit() else None
+        rule = self._rule
         in_set = next((m for m in matches if m.entity.kind in NETWORK_SET_KINDS), None)
         first = in_set or (matches[0] if matches else None)
         return {
@@ -660,8 +657,8 @@ class Step:
             "network_set": in_set.entity.name if in_set is not None else None,
             "cidr": str(first.cidr) if first is not None and first.cidr is not None else None,
             "matches": [m.to_json() for m in matches],
-            "file": file,
-            "line": line,
+            "file": rule.file if rule is not None else None,
+            "line": rule.line if rule is not None else None,
         }
 
 
@@ -1304,8 +1301,9 @@ class _RulePlan:
         "action",
         "checks",
         "direction",
+        "file",
         "index",
-        "location",
+        "line",
         "matchers",
         "notes",
         "path",
@@ -1326,13 +1324,12 @@ class _RulePlan:
         self.path: tuple[str | int, ...] = ("spec", self.direction, index)
         converted = isinstance(policy, NetworkPolicy) and policy.from_kubernetes
         origin = policy.origin
-        if origin is None:
-            self.location: str | None = None
-        elif converted:
+        self.file: str | None = None
+        self.line: int | None = None
+        if origin is not None:
+            self.file = origin.file
             # Converted Kubernetes rules do not map one to one to the YAML: point at the list.
-            self.location = f"{origin.file}:{origin.line_of(('spec', self.direction))}"
-        else:
-            self.location = f"{origin.file}:{origin.line_of(self.path)}"
+            self.line = origin.line_of(("spec", self.direction) if converted else self.path)
         self.checks: list[tuple[_Check, ...] | None] = []
         self.matchers: list[Callable[[_Packet, Endpoint], Any] | None] = []
         self.skip: list[str] = []

@@ -181,6 +181,8 @@ def test_json_document(blog: ev.Plan) -> None:
     assert step["cidr"] == "217.160.0.92/32"
     assert step["matches"][0]["kind"] == "GlobalNetworkSet"
     assert step["line"] == 28
+    assert step["file"] == str(BLOG / "globalnetworkpolicies.yaml")
+    assert verdict.trace[1].location == f"{step['file']}:28"
     assert doc["decided_by"] == step
     assert [s["rule"] for s in doc["log_rules"]] == [0]
 
@@ -352,3 +354,35 @@ spec:
     )
     (match,) = with_ip.trace[0].matches
     assert str(match.cidr) == "10.244.0.9/32"
+
+
+def test_rules_of_a_converted_kubernetes_policy_point_at_its_rule_list() -> None:
+    text = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+    - to: [{ipBlock: {cidr: 192.0.2.0/24}}]
+"""
+    plan = ev.compile_plan(calico.load_text(text, "knp.yaml"))
+    verdict = plan.evaluate(ev.Endpoint.pod({}, "shop"), ev.Flow(dst="192.0.2.1"))
+    step = verdict.trace[0]
+    assert (step.policy.name if step.policy else None, step.outcome) == ("knp.default.db", "allow")
+    assert step.location == "knp.yaml:7"
+    assert (step.to_json()["file"], step.to_json()["line"]) == ("knp.yaml", 7)
+
+
+def test_steps_of_resources_without_origin_have_no_location() -> None:
+    policy = calico.GlobalNetworkPolicy(
+        metadata=calico.Metadata("p"),
+        types=(PolicyType.EGRESS,),
+        egress=(calico.Rule(Action.DENY),),
+    )
+    (step,) = (
+        ev.compile_plan([policy]).evaluate(ev.Endpoint.pod({}), ev.Flow(dst="192.0.2.1")).trace
+    )
+    assert step.location is None
+    assert (step.to_json()["file"], step.to_json()["line"]) == (None, None)
