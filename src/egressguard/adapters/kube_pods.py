@@ -35,12 +35,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx2
-from lightkube import KubeConfig
 from lightkube.config.client_adapter import Client as _new_http_client
 from lightkube.config.client_adapter import ConnectionParams
-from lightkube.core.exceptions import ConfigError as _LightkubeConfigError
 
-from egressguard.adapters.kube import RetryPolicy, translate_error
+from egressguard.adapters.kube import RetryPolicy, from_kubeconfig, translate_error
 from egressguard.errors import KubeError
 
 __all__ = ["FakePodWatch", "KubePodWatch", "PodChange", "PodWatch", "connect_pods"]
@@ -247,19 +245,9 @@ def connect_pods(
     watch_timeout: int = 300,
 ) -> KubePodWatch:
     """A pod watch from a kubeconfig file, or from the environment (the pod's service account,
-    ``KUBECONFIG``, ``~/.kube/config``) when ``kubeconfig`` is None."""
-    try:
-        config = (
-            KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
-        )
-        single = config.get(context_name=context)
-        if single is None:  # pragma: no cover - get() without a default raises instead
-            raise _LightkubeConfigError("no current context")
-        http = _new_http_client(single, ConnectionParams(timeout=httpx2.Timeout(timeout)))
-    except (_LightkubeConfigError, OSError, KeyError, ValueError) as exc:
-        where = f" {kubeconfig}" if kubeconfig is not None else ""
-        raise KubeError(
-            f"cannot load the Kubernetes configuration{where}: {exc}",
-            hint="pass --kubeconfig, set KUBECONFIG, or run in a pod with a service account",
-        ) from exc
+    ``KUBECONFIG``, ``~/.kube/config``) when ``kubeconfig`` is None (``kube.from_kubeconfig``)."""
+    params = ConnectionParams(timeout=httpx2.Timeout(timeout))
+    http = from_kubeconfig(
+        kubeconfig, lambda single: _new_http_client(single, params), context=context
+    )
     return KubePodWatch(http, node=node, watch_timeout=watch_timeout)
