@@ -1,12 +1,17 @@
 """The pod watch's contract as the follower uses it, on the in-package fake: changes in order,
-then waiting for stop; a PodIndex fed from them; the adapter's public names."""
+then waiting for stop; a PodIndex fed from them; the adapter's public names; the error of
+connect_pods without a configuration."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+
+import pytest
 
 from egressguard.adapters import kube_pods
-from egressguard.adapters.kube_pods import FakePodWatch, PodChange
+from egressguard.adapters.kube_pods import FakePodWatch, PodChange, connect_pods
+from egressguard.errors import KubeError
 from egressguard.logs.enrich import PodIndex, parse_time
 
 
@@ -70,3 +75,10 @@ def test_exports() -> None:
     }
     for name in kube_pods.__all__:
         assert hasattr(kube_pods, name)
+
+
+def test_connect_without_a_configuration_explains_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(KubeError, match="cannot load the Kubernetes configuration") as info:
+        connect_pods(tmp_path / "no-kubeconfig", node="node-1")
+    assert str(tmp_path / "no-kubeconfig") in info.value.message
+    assert "--kubeconfig" in str(info.value.hint)
