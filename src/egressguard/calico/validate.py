@@ -271,6 +271,17 @@ class _Validator:
                 out.append(((*path, i), text))
         return out
 
+    def choices(self, value: Any, path: Path, allowed: Sequence[str], wrong: str) -> set[str]:
+        """A list of strings, each one of ``allowed`` and listed once; returns the strings."""
+        seen: set[str] = set()
+        for item_path, text in self.strings(value, path):
+            if text not in allowed:
+                self.err(item_path, f"{text!r} {wrong}")
+            elif text in seen:
+                self.err(item_path, f"{text!r} is listed more than once")
+            seen.add(text)
+        return seen
+
     def boolean(self, value: Any, path: Path) -> bool:
         if value is None:
             return False
@@ -532,22 +543,18 @@ class _Validator:
                     "source or destination",
                 )
             self.selector(text, (*path, key))
-        types = self.strings(spec.get("types"), (*path, "types"))
-        seen: set[str] = set()
-        for item_path, text in types:
-            if text not in POLICY_TYPES:
-                self.err(item_path, f"{text!r} is not Ingress or Egress (case-sensitive)")
-            elif text in seen:
-                self.err(item_path, f"{text!r} is listed more than once")
-            seen.add(text)
-        hints = self.strings(spec.get("performanceHints"), (*path, "performanceHints"))
-        seen_hints: set[str] = set()
-        for item_path, text in hints:
-            if text not in PERFORMANCE_HINTS:
-                self.err(item_path, f"{text!r} is not a performance hint (AssumeNeededOnEveryNode)")
-            elif text in seen_hints:
-                self.err(item_path, f"{text!r} is listed more than once")
-            seen_hints.add(text)
+        types = self.choices(
+            spec.get("types"),
+            (*path, "types"),
+            POLICY_TYPES,
+            "is not Ingress or Egress (case-sensitive)",
+        )
+        self.choices(
+            spec.get("performanceHints"),
+            (*path, "performanceHints"),
+            PERFORMANCE_HINTS,
+            "is not a performance hint (AssumeNeededOnEveryNode)",
+        )
         ingress = self.seq(spec.get("ingress"), (*path, "ingress"))
         egress = self.seq(spec.get("egress"), (*path, "egress"))
         self.limit(ingress, (*path, "ingress"), RULES_MAX, "rules")
@@ -564,7 +571,7 @@ class _Validator:
                 self.err((*path, "preDNAT"), "preDNAT and doNotTrack cannot both be true")
             if pre and egress:
                 self.err((*path, "egress"), "a preDNAT policy cannot have egress rules")
-            if pre and "Egress" in seen:
+            if pre and "Egress" in types:
                 self.err((*path, "types"), "a preDNAT policy cannot have the Egress type")
             if (dnt or pre) and not aof:
                 self.err(
@@ -923,14 +930,12 @@ class _Validator:
         if "podSelector" not in spec:
             self.err((*path, "podSelector"), "is required ({} selects every pod)")
         self.label_selector(spec.get("podSelector"), (*path, "podSelector"))
-        types = self.strings(spec.get("policyTypes"), (*path, "policyTypes"))
-        seen: set[str] = set()
-        for item_path, text in types:
-            if text not in POLICY_TYPES:
-                self.err(item_path, f"{text!r} is not Ingress or Egress")
-            elif text in seen:
-                self.err(item_path, f"{text!r} is listed more than once")
-            seen.add(text)
+        self.choices(
+            spec.get("policyTypes"),
+            (*path, "policyTypes"),
+            POLICY_TYPES,
+            "is not Ingress or Egress",
+        )
         for direction, peers_key in (("ingress", "from"), ("egress", "to")):
             for i, rule in enumerate(self.seq(spec.get(direction), (*path, direction))):
                 rpath = (*path, direction, i)
