@@ -650,10 +650,7 @@ class _Compiler:
             items.sort(key=lambda item: item[0].sort_key)
         for staged in self.manifests.staged_policies:
             self._note(f"{staged.describe()}: staged policies are never enforced")
-        ordered = sorted(
-            tiers.values(),
-            key=lambda t: (t.order is None, t.order if t.order is not None else 0.0, t.name),
-        )
+        ordered = sorted(tiers.values(), key=lambda t: t.sort_key)
         return [(tier, by_tier[tier.name]) for tier in ordered]
 
     def endpoint_chain(
