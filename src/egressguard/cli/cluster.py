@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from egressguard.cli._common import emit_json, new_parser, state_root
+from egressguard.cli._common import emit_json, load_config_or_report, new_parser, state_root
 
 __all__ = ["register"]
 
@@ -48,23 +48,6 @@ def _add_state_option(parser: argparse.ArgumentParser) -> None:
         "else $XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory "
         "per blocklist, shared with `egressguard build`",
     )
-
-
-def _load_config_or_report(path: str, fmt: str) -> Any:
-    """The checked config, or None after printing every problem (exit 1)."""
-    from egressguard.app.config import ConfigProblems, load_config
-
-    try:
-        return load_config(path)
-    except ConfigProblems as exc:
-        if fmt == "json":
-            emit_json({"ok": False, "problems": [p.to_json() for p in exc.problems]})
-        else:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            n = len(exc.problems)
-            print(f"{n} problem{'s' if n != 1 else ''} in {path}", file=sys.stderr)
-        return None
 
 
 def _loader(config: Any, state_root: str, *, ca_file: str | None, quiet: bool) -> Any:
@@ -178,7 +161,7 @@ def _run_apply(args: argparse.Namespace) -> int:
     from egressguard.app import apply as apply_mod
     from egressguard.app.build import BuildRefused
 
-    config = _load_config_or_report(args.config, args.output)
+    config = load_config_or_report(args.config, args.output)
     if config is None:
         return 1
     root = Path(state_root(args.state_dir)) / config.name
@@ -329,7 +312,7 @@ def _run_status(args: argparse.Namespace) -> int:
     state = None
     records = None
     if args.config is not None:
-        config = _load_config_or_report(args.config, args.output)
+        config = load_config_or_report(args.config, args.output)
         if config is None:
             return 1
         root = Path(state_root(args.state_dir)) / config.name
@@ -540,7 +523,7 @@ def _run_controller(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     _setup_logging(args.log_format, args.log_level)
     log = logging.getLogger("egressguard.cli.controller")
-    config = _load_config_or_report(args.config, "text")
+    config = load_config_or_report(args.config, "text")
     if config is None:
         return 1
     identity = _identity(args.identity)
