@@ -93,6 +93,7 @@ from egressguard.errors import InputError
 from egressguard.logs import Event, LogParser, enrich, event_to_json
 from egressguard.nft import compile as nft_compile
 from egressguard.nft import endpoints as eps
+from egressguard.tables import align
 
 __all__ = [
     "CONTROL_OFFSET",
@@ -1228,11 +1229,6 @@ def lab_enricher(manifests: Manifests, topology: labmod.Topology) -> enrich.Enri
 # --------------------------------------------------------------------------------- text
 
 
-def _rows(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-
-
 def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
@@ -1278,7 +1274,7 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
             rows.append((m.original or "", "=", m.lab, f"{where}: kept, {m.reason}"))
         else:
             rows.append((m.original or "", arrow, m.lab, where))
-    out += ["  " + line for line in _rows(rows)]
+    out += ["  " + line for line in align(rows)]
     out.append("")
     rows = [
         (
@@ -1314,7 +1310,7 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
         "probes (expected: egressguard's evaluator on the enforced manifests; observed: "
         "real packets from the pods, log lines from /dev/kmsg):"
     )
-    out += ["  " + line for line in _rows(rows)]
+    out += ["  " + line for line in align(rows)]
     out.append("")
     if report.events:
         out.append(
@@ -1342,7 +1338,7 @@ def render_text(report: RunReport, *, ascii_only: bool = False) -> str:
                     str(count),
                 )
             )
-        out += ["  " + line for line in _rows(rows)]
+        out += ["  " + line for line in align(rows)]
     else:
         out.append(f"kernel log events: none ({report.options.log_prefix} lines from the lab pods)")
     out.append("")

@@ -21,7 +21,7 @@ its view, or read its ``/metrics``. From a workstation the cluster facts are the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -36,6 +36,7 @@ from egressguard.render.ownership import (
     ENTRIES_ANNOTATION,
     RANGE_ANNOTATION,
 )
+from egressguard.tables import align
 
 __all__ = [
     "AppliedObject",
@@ -324,11 +325,6 @@ def _version_text(source: SourceStatus) -> str:
     return text
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-
-
 def format_text(report: StatusReport) -> str:
     """The human view: the applied objects, then the sources, then notes."""
     now = report.now
@@ -365,7 +361,7 @@ def format_text(report: StatusReport) -> str:
                 ]
             )
         lines.append("")
-        lines.extend(_table(rows))
+        lines.extend(align(rows))
     if report.sources:
         rows = [["SOURCE", "APPLIED VERSION", "CURRENT", "LAST REFRESH", "LAST ATTEMPT"]]
         for s in report.sources:
@@ -377,7 +373,7 @@ def format_text(report: StatusReport) -> str:
                     attempt += f", {s.attempt['failures']} failed in a row"
             rows.append([s.name, _version_text(s), current, _when(s.last_refresh, now), attempt])
         lines.append("")
-        lines.extend(_table(rows))
+        lines.extend(align(rows))
         for s in report.sources:
             if s.attempt and s.attempt.get("reason") and s.attempt.get("failures"):
                 lines.append(f"  {s.name}: {s.attempt['reason']}")

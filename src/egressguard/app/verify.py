@@ -78,6 +78,7 @@ from egressguard.cidr.addresses import Cidr, CidrError, format_address, parse_ad
 from egressguard.cidr.sets import AddressSet
 from egressguard.errors import InputError, KubeError, SelectorError, UsageError
 from egressguard.render.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from egressguard.tables import align
 
 __all__ = [
     "ALLOWED_SOURCE",
@@ -1161,11 +1162,6 @@ def report_to_json(report: VerifyReport) -> dict[str, Any]:
     }
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-
-
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -1185,7 +1181,7 @@ def format_plan_table(plan: VerifyPlan) -> str:
                     p.expected.reason,
                 )
             )
-    lines = _table(rows)
+    lines = align(rows)
     lines.append(
         f"run {plan.run_id}: {len(plan.targets)} destinations x {len(plan.options.ports)} "
         f"port(s) in {len(plan.namespaces)} namespace(s), seed {plan.options.seed}"
@@ -1217,7 +1213,7 @@ def format_report_table(report: VerifyReport) -> str:
                     c.note,
                 )
             )
-    lines = _table(rows)
+    lines = align(rows)
     for n in report.namespaces:
         counts = n.counts
         summary = (

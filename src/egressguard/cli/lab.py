@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from egressguard.cli._common import emit_json, new_parser
+from egressguard.tables import align
 
 __all__ = ["register"]
 
@@ -388,7 +388,7 @@ def _print_topology(doc: dict[str, Any]) -> None:
         )
     rows.append((ns["node"], "node", t["node"]["uplink"], " ".join(t["node"]["addresses"]), ""))
     rows.append((ns["inet"], "inet", t["inet"]["uplink"], " ".join(t["inet"]["addresses"]), ""))
-    _print_rows(rows)
+    print("\n".join(align(rows)))
     internet = t["inet"]["internet"]
     v4 = [a for a in internet if ":" not in a]
     v6 = [a for a in internet if ":" in a]
@@ -401,12 +401,6 @@ def _print_topology(doc: dict[str, Any]) -> None:
     )
     pids = ", ".join(str(p["pid"]) for p in doc["processes"]) or "-"
     print(f"servers: {servers} on every internet address (pid {pids}); ICMP echo by the kernel")
-
-
-def _print_rows(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -439,7 +433,7 @@ def _status(args: argparse.Namespace) -> int:
         rows.append(("sysctl", f"{ch.key} in {ch.ns or 'host'}", f"restore to {ch.previous}"))
     for name in st.stray:
         rows.append(("namespace", name, "present, not in the state file"))
-    _print_rows(rows)
+    print("\n".join(align(rows)))
     return 0 if st.healthy else 1
 
 
