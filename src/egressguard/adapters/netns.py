@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from egressguard.adapters.state import atomic_write
 from egressguard.errors import DataplaneError, EnvironmentProblem
 
 __all__ = [
@@ -554,17 +555,11 @@ class StateFile:
 
     def save(self, document: Mapping[str, Any]) -> None:
         text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            # readable by everyone: `lab status` works without root
+            atomic_write(self.path, text.encode(), mode=0o644)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise DataplaneError(
                 f"{self.path}: cannot write state file: {exc.strerror or exc}",
                 hint="choose a writable --state-dir",

@@ -120,14 +120,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new content, never a mix.
 
     Temp file in the same directory (so ``rename`` is atomic), ``fsync`` of the file, rename,
-    ``fsync`` of the directory (so the rename itself survives a power cut).
+    ``fsync`` of the directory (so the rename itself survives a power cut). ``mode`` is the new
+    file's permission (less the umask); the default keeps feed copies private.
     """
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:

@@ -57,6 +57,10 @@ def test_state_file_save_load_remove(tmp_path: Path) -> None:
     sf.save({"a": 2, "b": [1, 2]})
     assert sf.load() == {"a": 2, "b": [1, 2]}
     assert os.listdir(sf.path.parent) == ["lab-x.json"], "no temporary file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    # others may read it, so `lab status` works without root
+    assert sf.path.stat().st_mode & 0o777 == 0o644 & ~umask
     assert sf.remove() is True
     assert sf.remove() is False
     assert sf.load() is None
