@@ -50,6 +50,7 @@ from egressguard import yamlio
 from egressguard.adapters.outdir import ManifestDir
 from egressguard.app.config import BlocklistConfig, SourceConfig
 from egressguard.app.sources import SourceLoader, SourceResult, Status
+from egressguard.calico import lint
 from egressguard.calico.model import Resource
 from egressguard.cidr.parse import parse_line
 from egressguard.cidr.sets import AddressSet, CidrSet
@@ -102,13 +103,8 @@ SPECIAL_PURPOSE: Final[tuple[tuple[str, str], ...]] = (
     ("ff00::/8", "multicast (RFC 4291)"),
 )
 
-#: Addresses whose loss breaks a node or a cloud platform.
-CRITICAL: Final[tuple[tuple[str, str], ...]] = (
-    ("168.63.129.16/32", "Azure platform: DNS, DHCP, health probes, VM agent"),
-    ("169.254.169.254/32", "instance metadata service (AWS, Azure, GCP, ...)"),
-    ("fd00:ec2::254/128", "AWS instance metadata over IPv6"),
-    ("fd00:ec2::253/128", "AWS Route 53 resolver over IPv6"),
-)
+#: Addresses whose loss breaks a node or a cloud platform (lint's table, as pairs).
+CRITICAL: Final[tuple[tuple[str, str], ...]] = tuple(lint.ALWAYS_CRITICAL.items())
 
 #: Well-known public DNS resolvers (Google, Cloudflare, Quad9, OpenDNS), often a cluster DNS's
 #: upstream; ``spec.safety.protect_public_dns: false`` lets a blocklist contain them.

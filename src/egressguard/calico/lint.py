@@ -182,10 +182,13 @@ _RULE_LIST: Final = (
 #: Every check by id.
 RULES: Final[dict[str, LintRule]] = {r.id: r for r in _RULE_LIST}
 
-#: Addresses no blocklist should ever hold, whatever the cluster (with what they are).
+#: Addresses no blocklist should ever hold, whatever the cluster (with what they are). The one
+#: table: ``build`` always subtracts them and the nft agent refuses to drop them too.
 ALWAYS_CRITICAL: Final[dict[str, str]] = {
     "168.63.129.16": "the Azure wireserver (DHCP, DNS, health probes, VM agent)",
     "169.254.169.254": "the cloud instance metadata service (IMDS)",
+    "fd00:ec2::254": "the AWS instance metadata service over IPv6",
+    "fd00:ec2::253": "the AWS Route 53 resolver over IPv6",
 }
 
 

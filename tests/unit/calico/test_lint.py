@@ -285,6 +285,14 @@ def test_critical_dns_from_service_cidr() -> None:
     assert "service network" in messages
 
 
+def test_critical_aws_ipv6_metadata_and_resolver() -> None:
+    """The one table of always-critical addresses (shared with build) covers IPv6 too."""
+    text = docs(SET.replace("198.51.100.0/24]", "'fd00:ec2::/112']"), TIERED)
+    messages = " ".join(f.message for f in run(text) if f.id == "blocks-critical-address")
+    assert "fd00:ec2::254" in messages
+    assert "fd00:ec2::253" in messages
+
+
 def test_critical_explicit_dns_and_apiserver() -> None:
     text = docs(SET.replace("198.51.100.0/24]", "192.0.2.0/24]"), TIERED)
     found = run(text, dns_ips=("192.0.2.53",), apiserver_ips=("192.0.2.1",))
