@@ -344,20 +344,6 @@ def _selector_text(text: str | None) -> str:
         return text
 
 
-def _is_catch_all(rule: Rule) -> bool:
-    """A rule with no match criteria at all: it matches every packet of both families."""
-    return (
-        rule.ip_version is None
-        and rule.protocol is None
-        and rule.not_protocol is None
-        and rule.icmp is None
-        and rule.not_icmp is None
-        and rule.source.is_empty
-        and rule.destination.is_empty
-        and rule.http is None
-    )
-
-
 def _cidrs_or_empty(texts: Iterable[str]) -> list[Cidr]:
     out = []
     for text in texts:
@@ -842,7 +828,7 @@ class _Linter:
             if theirs not in ("all()", mine):
                 continue
             if any(
-                r.action in (Action.ALLOW, Action.PASS) and _is_catch_all(r) for r in other.egress
+                r.action in (Action.ALLOW, Action.PASS) and r.is_catch_all for r in other.egress
             ):
                 return True
         return False
@@ -878,7 +864,7 @@ class _Linter:
                         continue
                     if direction is not PolicyType.EGRESS:
                         continue
-                    if any(r.action in _TERMINAL and _is_catch_all(r) for r in rules):
+                    if any(r.action in _TERMINAL and r.is_catch_all for r in rules):
                         continue
                     if not any(r.action is Action.DENY for r in rules):
                         continue
@@ -917,13 +903,13 @@ class _Linter:
                 (
                     i
                     for i, r in enumerate(policy.egress)
-                    if r.action is Action.ALLOW and _is_catch_all(r)
+                    if r.action is Action.ALLOW and r.is_catch_all
                 ),
                 None,
             )
             if index is None:
                 continue
-            if any(r.action in _TERMINAL and _is_catch_all(r) for r in policy.egress[:index]):
+            if any(r.action in _TERMINAL and r.is_catch_all for r in policy.egress[:index]):
                 continue
             bypassed = self._bypassed(policy, k8s)
             extra = ""

@@ -393,6 +393,24 @@ class Rule:
     http: HttpMatch | None = None
     annotations: FrozenMap = _EMPTY_MAP  # rule ``metadata.annotations``
 
+    @property
+    def matches_whole_family(self) -> bool:
+        """No match criteria but perhaps ``ipVersion``: every packet of its family(ies)."""
+        return (
+            self.protocol is None
+            and self.not_protocol is None
+            and self.icmp is None
+            and self.not_icmp is None
+            and self.http is None
+            and self.source.is_empty
+            and self.destination.is_empty
+        )
+
+    @property
+    def is_catch_all(self) -> bool:
+        """No match criteria at all: every packet of both families."""
+        return self.ip_version is None and self.matches_whole_family
+
 
 # --------------------------------------------------------------------------------------------
 # Resources

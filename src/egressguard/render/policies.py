@@ -197,19 +197,6 @@ def render_policies(settings: PolicySettings, api_version: str = API_V1) -> list
 # safety net
 
 
-def _matches_everything(rule: Rule) -> bool:
-    """A rule with no match criteria at all (``ipVersion`` alone still matches a whole family)."""
-    return (
-        rule.protocol is None
-        and rule.not_protocol is None
-        and rule.icmp is None
-        and rule.not_icmp is None
-        and rule.http is None
-        and rule.source.is_empty
-        and rule.destination.is_empty
-    )
-
-
 def _norm(text: str | None) -> str:
     if text is None or not text.strip():
         return str(selector.parse("all()"))
@@ -234,7 +221,7 @@ def _covers(wide: Policy, narrow: Policy) -> bool:
 def _ends_open(policy: Policy) -> bool:
     """The policy ends egress evaluation for all traffic with Allow or Pass, not with Deny."""
     for rule in policy.egress:
-        if _matches_everything(rule) and rule.ip_version is None:
+        if rule.is_catch_all:
             return rule.action in (Action.ALLOW, Action.PASS)
     return False
 
@@ -257,7 +244,7 @@ def check_policies(resources: Iterable[Resource]) -> list[str]:
     findings: list[str] = []
     for policy in policies:
         for index, rule in enumerate(policy.egress):
-            if rule.action is Action.DENY and _matches_everything(rule):
+            if rule.action is Action.DENY and rule.matches_whole_family:
                 family = f" IPv{rule.ip_version}" if rule.ip_version else ""
                 findings.append(
                     f"{policy.describe()}: egress rule {index} denies all{family} egress of "

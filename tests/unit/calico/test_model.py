@@ -210,3 +210,17 @@ def test_origin_locates_problems() -> None:
     located = origin.locate(Problem("spec.egress[3]", "m"), ("spec", "egress", 3))
     assert (located.file, located.line, located.document) == ("p.yaml", 15, 2)
     assert origin.line_of(("metadata",)) == 10
+
+
+def test_catch_all_and_whole_family_rules() -> None:
+    from egressguard.calico.model import Action, EntityRule, Protocol, Rule
+
+    assert Rule(action=Action.ALLOW).is_catch_all
+    v4 = Rule(action=Action.DENY, ip_version=4)
+    assert v4.matches_whole_family
+    assert not v4.is_catch_all
+    tcp = Rule(action=Action.DENY, protocol=Protocol("TCP"))
+    assert not tcp.matches_whole_family
+    assert not tcp.is_catch_all
+    to_nets = Rule(action=Action.DENY, destination=EntityRule(nets=("192.0.2.0/24",)))
+    assert not to_nets.matches_whole_family
