@@ -49,7 +49,7 @@ from typing import Any
 
 from egressguard import logprefix
 from egressguard import selector as sel
-from egressguard.calico.evaluate import effective_rule_selectors
+from egressguard.calico.evaluate import effective_rule_selectors, policy_endpoint_selector
 from egressguard.calico.load import Manifests
 from egressguard.calico.model import (
     Action,
@@ -631,12 +631,7 @@ class _Compiler:
                 self._note(f"{policy.describe()}: doNotTrack/preDNAT policies are not enforced")
                 continue
             try:
-                applies = sel.policy_selector(
-                    policy.selector or "",
-                    namespace_selector=getattr(policy, "namespace_selector", None) or "",
-                    service_account_selector=policy.service_account_selector or "",
-                    namespace=(policy.namespace or "") if policy.NAMESPACED else "",
-                )
+                applies = policy_endpoint_selector(policy)
             except (SelectorError, ValueError) as exc:
                 self._note(f"{policy.describe()}: selector does not parse ({exc}); not enforced")
                 continue
