@@ -546,10 +546,7 @@ def parse_config(
     try:
         docs = yamlio.load_text(text, source)
     except ManifestError as exc:
-        # the loader's message reads "<source>:<line>: <what>"
-        m = re.match(rf"{re.escape(source)}:(\d+): (.*)", exc.message, re.DOTALL)
-        line, what = (int(m.group(1)), m.group(2)) if m else (None, exc.message)
-        raise ConfigProblems([Problem("", what, file=source, line=line)]) from exc
+        raise ConfigProblems([Problem("", exc.reason, file=source, line=exc.line)]) from exc
     if not docs:
         raise ConfigProblems([Problem("", "the file holds no document", file=source, line=1)])
     if len(docs) > 1:
