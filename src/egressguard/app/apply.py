@@ -80,7 +80,6 @@ REFRESH_RECORD: Final = "refresh"
 _RECORD_KIND: Final = "AppliedRecord"
 
 DryRun = Literal["client", "server"]
-_OK_STATUSES: Final = (Status.FRESH, Status.NOT_MODIFIED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def note_refreshes(
         if entry.get("attempted_at") == at:
             continue
         changed = True
-        ok = result.status in _OK_STATUSES
+        ok = result.status.refreshed
         entry.update(
             attempted_at=at,
             status=str(result.status),

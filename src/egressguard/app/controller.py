@@ -79,7 +79,6 @@ log = logging.getLogger(__name__)
 _FAMILIES: Final = (4, 6)
 _BUILD_RESULTS: Final = ("ok", "refused", "source-failed", "error")
 _WRITE_ACTIONS: Final = (sync.Action.CREATE, sync.Action.UPDATE, sync.Action.PRUNE)
-_OK: Final = (Status.FRESH, Status.NOT_MODIFIED)
 
 
 class NotLeader(KubeError):
@@ -274,7 +273,7 @@ class Controller:
             src.refreshes[str(result.status)] += 1
             if result.ok:
                 src.cidrs = {f: result.addresses[f].cidr_count for f in _FAMILIES}
-            if result.status in _OK:
+            if result.status.refreshed:
                 src.failures = 0
                 src.last_success = now
                 src.next_due = now + self._jittered(src.config.interval)
@@ -295,7 +294,7 @@ class Controller:
             "seconds": round(now - started, 3),
             "next_refresh_in": round(src.next_due - now, 1),
         }
-        if result.status in _OK:
+        if result.status.refreshed:
             log.info("source %s: %s", src.name, result.status, extra=fields)
         else:
             log.warning("source %s: %s (%s)", src.name, result.status, result.reason, extra=fields)
@@ -616,7 +615,7 @@ class Controller:
                 "1 when the last refresh of a source succeeded (fresh or not modified), 0 when "
                 "it failed (last good copy or nothing used).",
                 per_source(
-                    lambda s: None if s.status is None else (1.0 if s.status in _OK else 0.0)
+                    lambda s: None if s.status is None else (1.0 if s.status.refreshed else 0.0)
                 ),
             ),
             gauge(

@@ -107,6 +107,11 @@ class Status(StrEnum):
     FALLBACK = "fallback-to-last-good"
     FAILED = "failed-no-copy"
 
+    @property
+    def refreshed(self) -> bool:
+        """The source answered this time: fresh data, or the provider's "not modified"."""
+        return self in (Status.FRESH, Status.NOT_MODIFIED)
+
 
 _RANK = {Status.FRESH: 0, Status.NOT_MODIFIED: 0, Status.FALLBACK: 1, Status.FAILED: 2}
 
