@@ -25,8 +25,8 @@ LEASE_NAME = "egressguard-controller"
 
 # The requests egressguard.adapters.kube makes, by resource (see its module docstring):
 # apply = patch, the Calico 3.32.0 fallback = create, prune = delete, ownership check = get,
-# owned objects = list; plus watch for drift detection in the controller.
-CALICO_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+# owned objects = list. Nothing watches: the controller's resync lists again.
+CALICO_VERBS = {"get", "list", "create", "patch", "delete"}
 LEASE_VERBS = {"get", "create", "update"}
 
 
