@@ -360,12 +360,12 @@ class _Validator:
         path = (*prefix, "metadata")
         meta = self.mapping(doc.get("metadata"), path)
         if meta is None:
-            if "metadata" not in doc:
+            if doc.get("metadata") is None:  # missing or null: the API server refuses both
                 self.err(path, "is required (with at least a name)")
             return None
         self.keys(meta, path, _OBJECT_META)
         name = self.string(meta.get("name"), (*path, "name"))
-        if name is None and "name" not in meta:
+        if meta.get("name") is None:
             self.err((*path, "name"), "is required")
         elif name is not None:
             self.name(name, kind, (*path, "name"))
