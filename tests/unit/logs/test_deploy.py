@@ -49,9 +49,7 @@ def test_pods_of_this_node_are_watched_with_read_only_rights() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     (role,) = [d for d in DOCS if d["kind"] == "ClusterRole"]
-    assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}
-    ]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
     (binding,) = [d for d in DOCS if d["kind"] == "ClusterRoleBinding"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     account = daemonset()["spec"]["template"]["spec"]["serviceAccountName"]
