@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from egressguard.app.config import BlocklistConfig
 
 __all__ = [
+    "add_state_dir_option",
     "emit_json",
     "expand_paths",
     "load_config_or_report",
@@ -109,6 +110,18 @@ def read_inputs(paths: Sequence[str]) -> Iterator[tuple[str, bytes]]:
 
 #: The controller's state volume (deploy/controller); used when it exists and is writable.
 POD_STATE_DIR = "/var/lib/egressguard"
+
+
+def add_state_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--state-dir``, resolved by ``state_root`` for build, apply, status and controller."""
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="last good copies of the sources and the apply/refresh records (default: "
+        "$EGRESSGUARD_STATE_DIR, else /var/lib/egressguard when it is a writable directory, "
+        "else $XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory "
+        "per blocklist, shared by build, apply, status and the controller",
+    )
 
 
 def state_root(given: str | None) -> str:

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from egressguard.cli._common import (
+    add_state_dir_option,
     emit_json,
     load_config_or_report,
     new_parser,
@@ -276,14 +277,7 @@ def _register_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="DIR",
         help="compare against the build in DIR (default: the output directory)",
     )
-    parser.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        help="last good copies of the sources (default: $EGRESSGUARD_STATE_DIR, else "
-        "/var/lib/egressguard when it is a writable directory, else "
-        "$XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory per "
-        "blocklist, shared with `egressguard apply` and the controller",
-    )
+    add_state_dir_option(parser)
     parser.add_argument(
         "--ca-file", metavar="PEM", help="extra CA certificates to trust for HTTPS sources"
     )

@@ -11,7 +11,13 @@ import argparse
 import sys
 from typing import Any
 
-from egressguard.cli._common import emit_json, load_config_or_report, new_parser, state_root
+from egressguard.cli._common import (
+    add_state_dir_option,
+    emit_json,
+    load_config_or_report,
+    new_parser,
+    state_root,
+)
 
 __all__ = ["register"]
 
@@ -37,17 +43,6 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
         "~/.kube/config)",
     )
     parser.add_argument("--context", default=None, metavar="NAME", help="kubeconfig context")
-
-
-def _add_state_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        help="last good copies of the sources and the apply/refresh records (default: "
-        "$EGRESSGUARD_STATE_DIR, else /var/lib/egressguard when it is a writable directory, "
-        "else $XDG_STATE_HOME/egressguard or ~/.local/state/egressguard); one subdirectory "
-        "per blocklist, shared with `egressguard build`",
-    )
 
 
 def _loader(config: Any, state_root: str, *, ca_file: str | None, quiet: bool) -> Any:
@@ -137,7 +132,7 @@ def _register_apply(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="take over objects of the same name that egressguard does not own",
     )
     _add_cluster_options(parser)
-    _add_state_option(parser)
+    add_state_dir_option(parser)
     parser.add_argument(
         "--ca-file", metavar="PEM", help="extra CA certificates to trust for HTTPS sources"
     )
@@ -292,7 +287,7 @@ def _register_status(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         "--blocklist", metavar="NAME", help="a blocklist name: read only the cluster"
     )
     _add_cluster_options(parser)
-    _add_state_option(parser)
+    add_state_dir_option(parser)
     parser.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="text (default) or json"
     )
@@ -386,7 +381,7 @@ def _register_controller(sub: argparse._SubParsersAction) -> None:  # type: igno
         "-c", "--config", required=True, metavar="CONFIG", help="the Blocklist config (YAML)"
     )
     _add_cluster_options(parser)
-    _add_state_option(parser)
+    add_state_dir_option(parser)
     parser.add_argument(
         "--ca-file", metavar="PEM", help="extra CA certificates to trust for HTTPS sources"
     )
